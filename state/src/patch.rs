@@ -1,0 +1,350 @@
+//! Patches: the only way a reactor changes etcd.
+//!
+//! A [`Patch`] is data: a key and an [`Edit`]. [`Patch::apply`] is a pure function of the key's
+//! current raw value. Because it is pure and semantic ("set the op of table 45 to Finished",
+//! not "write these bytes"), the EtcdWorker can re-apply it to a newer value after a commit
+//! conflict (target-design §3). When the edit's precondition no longer holds (the op it
+//! advances is gone), `apply` says so with [`PatchError::Precondition`]; the worker then drops
+//! the whole [`PatchGroup`] and the reactor decides again on a fresh snapshot.
+//!
+//! Being data, patches can be logged, diffed and replayed (§9).
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{TableId, Ts};
+use crate::model::{ChangeFeedStatus, OperationStatus, RunningError, TaskPosition, TaskStatus};
+
+/// What applying a patch to a key's current value produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PatchOutcome {
+    /// Nothing to write: the key already has the wanted value (or stays absent).
+    Unchanged,
+    /// Write this value.
+    Put(Vec<u8>),
+    /// Delete the key.
+    Delete,
+}
+
+/// Why a patch could not be applied.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PatchError {
+    /// The value the edit was planned against has changed in a way that makes the edit
+    /// meaningless (for example the operation it advances is gone). The group is dropped and
+    /// the reactor re-ticks; this is not a failure of the worker.
+    #[error("patch on {key}: precondition no longer holds: {reason}")]
+    Precondition {
+        /// The key patched.
+        key: String,
+        /// What no longer holds.
+        reason: String,
+    },
+    /// The stored value does not decode as the type the edit works on.
+    #[error("patch on {key}: stored value does not decode: {error}")]
+    Decode {
+        /// The key patched.
+        key: String,
+        /// The decode error.
+        error: String,
+    },
+}
+
+/// One edit of one key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Patch {
+    /// The full etcd key.
+    pub key: String,
+    /// What to do to it.
+    pub edit: Edit,
+}
+
+/// Patches committed atomically, in one etcd transaction. The label names the group in logs
+/// and errors (for example `changefeed/cf-1`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatchGroup {
+    /// Names the group in logs and errors.
+    pub label: String,
+    /// Applied in order; a later patch of the same key sees the earlier one's result.
+    pub patches: Vec<Patch>,
+}
+
+impl PatchGroup {
+    /// A group with a label and no patches yet.
+    pub fn new(label: impl Into<String>) -> Self {
+        Self {
+            label: label.into(),
+            patches: Vec::new(),
+        }
+    }
+    /// Appends a patch.
+    pub fn push(&mut self, key: impl Into<String>, edit: Edit) {
+        self.patches.push(Patch {
+            key: key.into(),
+            edit,
+        });
+    }
+    /// Whether the group has no patches.
+    pub fn is_empty(&self) -> bool {
+        self.patches.is_empty()
+    }
+}
+
+/// The edits a patch can make.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Edit {
+    /// Write this value whatever was there.
+    Put {
+        /// The new value (JSON text or a raw id).
+        value: String,
+    },
+    /// Write this value only if the key is absent; a precondition failure otherwise (unless
+    /// the key already holds exactly this value, which makes the edit idempotent).
+    Create {
+        /// The new value.
+        value: String,
+    },
+    /// Delete the key if it exists.
+    Delete,
+    /// A typed edit of a TaskStatus value.
+    TaskStatus(TaskStatusEdit),
+    /// A typed edit of a TaskPosition value.
+    TaskPosition(TaskPositionEdit),
+    /// A typed edit of a ChangeFeedStatus ("job") value.
+    ChangefeedStatus(StatusEdit),
+}
+
+/// Typed edits of a TaskStatus (facts §2.5, §5).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum TaskStatusEdit {
+    /// Add a table with an add operation at `boundary_ts` (no-op if the table is there).
+    /// Creates the status if absent.
+    AddTable {
+        /// The table.
+        table: TableId,
+        /// Replica start ts.
+        start_ts: Ts,
+        /// Operation boundary.
+        boundary_ts: Ts,
+    },
+    /// Remove a table with a delete operation at `boundary_ts` (no-op if the table is absent).
+    RemoveTable {
+        /// The table.
+        table: TableId,
+        /// The stop ts.
+        boundary_ts: Ts,
+        /// Re-add after delete (`OperFlagMoveTable`).
+        is_move: bool,
+    },
+    /// Advance the operation of `table` to `status`, optionally replacing its boundary (a
+    /// finished remove reports the table's final checkpoint). Precondition: the status and the
+    /// operation exist (facts §8.23: their absence is not fatal, it drops the group).
+    SetOpStatus {
+        /// The table whose op advances.
+        table: TableId,
+        /// The new op status.
+        status: OperationStatus,
+        /// A new boundary, if any.
+        boundary_ts: Option<Ts>,
+    },
+    /// Delete every operation in status Finished.
+    DeleteFinishedOps,
+}
+
+/// Typed edits of a TaskPosition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum TaskPositionEdit {
+    /// Set both ts values, creating the position if absent.
+    SetTs {
+        /// Checkpoint.
+        checkpoint_ts: Ts,
+        /// Resolved.
+        resolved_ts: Ts,
+    },
+    /// Set (or with `None` clear) the error; clearing an absent position changes nothing.
+    SetError {
+        /// The error.
+        error: Option<RunningError>,
+    },
+}
+
+/// Typed edits of a ChangeFeedStatus.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum StatusEdit {
+    /// Set resolved ts and advance the checkpoint, which never goes backwards
+    /// (target-design §6). Creates the status if absent.
+    Advance {
+        /// New resolved ts.
+        resolved_ts: Ts,
+        /// New checkpoint (ignored where lower than the stored one).
+        checkpoint_ts: Ts,
+    },
+}
+
+impl Patch {
+    /// A patch of `key`.
+    pub fn new(key: impl Into<String>, edit: Edit) -> Self {
+        Self {
+            key: key.into(),
+            edit,
+        }
+    }
+
+    /// Applies the edit to the current value of the key (`None` = absent). Pure.
+    pub fn apply(&self, old: Option<&[u8]>) -> Result<PatchOutcome, PatchError> {
+        let key = self.key.as_str();
+        match &self.edit {
+            Edit::Put { value } => Ok(if old == Some(value.as_bytes()) {
+                PatchOutcome::Unchanged
+            } else {
+                PatchOutcome::Put(value.clone().into_bytes())
+            }),
+            Edit::Create { value } => match old {
+                None => Ok(PatchOutcome::Put(value.clone().into_bytes())),
+                Some(v) if v == value.as_bytes() => Ok(PatchOutcome::Unchanged),
+                Some(_) => Err(precondition(key, "the key already exists")),
+            },
+            Edit::Delete => Ok(match old {
+                Some(_) => PatchOutcome::Delete,
+                None => PatchOutcome::Unchanged,
+            }),
+            Edit::TaskStatus(e) => edit_json(key, old, |s| e.apply(key, s)),
+            Edit::TaskPosition(e) => edit_json(key, old, |p| Ok(e.apply(p))),
+            Edit::ChangefeedStatus(e) => edit_json(key, old, |s| Ok(e.apply(s))),
+        }
+    }
+}
+
+fn precondition(key: &str, reason: impl Into<String>) -> PatchError {
+    PatchError::Precondition {
+        key: key.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Decodes the old value, runs `f`, and encodes the result, reporting `Unchanged` when the
+/// typed value did not change (so no write, and no txn, happens for a no-op edit).
+fn edit_json<T, F>(key: &str, old: Option<&[u8]>, f: F) -> Result<PatchOutcome, PatchError>
+where
+    T: DeserializeOwned + Serialize + PartialEq + Clone,
+    F: FnOnce(Option<T>) -> Result<Option<T>, PatchError>,
+{
+    let before: Option<T> = match old {
+        None => None,
+        Some(bytes) => Some(
+            serde_json::from_slice(bytes).map_err(|e| PatchError::Decode {
+                key: key.to_owned(),
+                error: e.to_string(),
+            })?,
+        ),
+    };
+    let after = f(before.clone())?;
+    match after {
+        _ if after == before => Ok(PatchOutcome::Unchanged),
+        None => Ok(PatchOutcome::Delete),
+        Some(v) => serde_json::to_vec(&v)
+            .map(PatchOutcome::Put)
+            .map_err(|e| PatchError::Decode {
+                key: key.to_owned(),
+                error: e.to_string(),
+            }),
+    }
+}
+
+impl TaskStatusEdit {
+    fn apply(&self, key: &str, old: Option<TaskStatus>) -> Result<Option<TaskStatus>, PatchError> {
+        match self {
+            TaskStatusEdit::AddTable {
+                table,
+                start_ts,
+                boundary_ts,
+            } => {
+                let mut s = old.unwrap_or_default();
+                s.add_table(*table, *start_ts, *boundary_ts);
+                Ok(Some(s))
+            }
+            TaskStatusEdit::RemoveTable {
+                table,
+                boundary_ts,
+                is_move,
+            } => Ok(old.map(|mut s| {
+                s.remove_table(*table, *boundary_ts, *is_move);
+                s
+            })),
+            TaskStatusEdit::SetOpStatus {
+                table,
+                status,
+                boundary_ts,
+            } => {
+                let mut s = old.ok_or_else(|| precondition(key, "the task status is gone"))?;
+                let op = s
+                    .operation
+                    .as_mut()
+                    .and_then(|ops| ops.get_mut(table))
+                    .ok_or_else(|| precondition(key, format!("table {table} has no operation")))?;
+                op.status = *status;
+                if *status == OperationStatus::Finished {
+                    // Go still sets the deprecated flag; TiCDC readers check either.
+                    op.done = true;
+                }
+                if let Some(b) = boundary_ts {
+                    op.boundary_ts = *b;
+                }
+                Ok(Some(s))
+            }
+            TaskStatusEdit::DeleteFinishedOps => Ok(old.map(|mut s| {
+                if let Some(ops) = s.operation.as_mut() {
+                    ops.retain(|_, op| op.status != OperationStatus::Finished);
+                }
+                s
+            })),
+        }
+    }
+}
+
+impl TaskPositionEdit {
+    fn apply(&self, old: Option<TaskPosition>) -> Option<TaskPosition> {
+        match self {
+            TaskPositionEdit::SetTs {
+                checkpoint_ts,
+                resolved_ts,
+            } => {
+                let mut p = old.unwrap_or_default();
+                p.checkpoint_ts = *checkpoint_ts;
+                p.resolved_ts = *resolved_ts;
+                Some(p)
+            }
+            TaskPositionEdit::SetError { error: None } => old.map(|mut p| {
+                p.error = None;
+                p
+            }),
+            TaskPositionEdit::SetError { error: Some(e) } => {
+                let mut p = old.unwrap_or_default();
+                p.error = Some(e.clone());
+                Some(p)
+            }
+        }
+    }
+}
+
+impl StatusEdit {
+    fn apply(&self, old: Option<ChangeFeedStatus>) -> Option<ChangeFeedStatus> {
+        match self {
+            StatusEdit::Advance {
+                resolved_ts,
+                checkpoint_ts,
+            } => {
+                let mut s = old.unwrap_or_default();
+                s.resolved_ts = *resolved_ts;
+                s.checkpoint_ts = s.checkpoint_ts.max(*checkpoint_ts);
+                Some(s)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,221 @@
+use super::*;
+use crate::model::TaskStatus;
+
+const KEY: &str = "/tidb/cdc/task/status/c1/cf";
+
+fn status(json: &str) -> TaskStatus {
+    serde_json::from_str(json).expect("test json")
+}
+
+fn put_value(outcome: PatchOutcome) -> serde_json::Value {
+    match outcome {
+        PatchOutcome::Put(v) => serde_json::from_slice(&v).expect("json"),
+        other => panic!("expected a put, got {other:?}"),
+    }
+}
+
+#[test]
+fn add_table_creates_status_and_dispatched_op() {
+    let p = Patch::new(
+        KEY,
+        Edit::TaskStatus(TaskStatusEdit::AddTable {
+            table: TableId(45),
+            start_ts: Ts(100),
+            boundary_ts: Ts(100),
+        }),
+    );
+    let v = put_value(p.apply(None).expect("apply"));
+    assert_eq!(v["tables"]["45"]["start-ts"], 100);
+    assert_eq!(v["operation"]["45"]["boundary_ts"], 100);
+    assert_eq!(v["operation"]["45"]["delete"], false);
+    assert!(
+        v["operation"]["45"].get("status").is_none(),
+        "status 0 is omitted like Go"
+    );
+}
+
+#[test]
+fn add_table_twice_is_unchanged() {
+    let p = Patch::new(
+        KEY,
+        Edit::TaskStatus(TaskStatusEdit::AddTable {
+            table: TableId(45),
+            start_ts: Ts(100),
+            boundary_ts: Ts(100),
+        }),
+    );
+    let PatchOutcome::Put(once) = p.apply(None).expect("apply") else {
+        panic!()
+    };
+    assert_eq!(
+        p.apply(Some(&once)).expect("apply"),
+        PatchOutcome::Unchanged
+    );
+}
+
+#[test]
+fn set_op_status_advances_the_op_and_keeps_unknown_fields() {
+    let old = r#"{"tables":{"47":{"start-ts":5,"mark-table-id":0}},"operation":{"47":{"done":false,"delete":false,"boundary_ts":5,"future":1}},"admin-job-type":0,"from-the-future":"kept"}"#;
+    let p = Patch::new(
+        KEY,
+        Edit::TaskStatus(TaskStatusEdit::SetOpStatus {
+            table: TableId(47),
+            status: OperationStatus::Finished,
+            boundary_ts: Some(Ts(9)),
+        }),
+    );
+    let v = put_value(p.apply(Some(old.as_bytes())).expect("apply"));
+    assert_eq!(v["operation"]["47"]["status"], 2);
+    assert_eq!(v["operation"]["47"]["done"], true);
+    assert_eq!(v["operation"]["47"]["boundary_ts"], 9);
+    assert_eq!(v["operation"]["47"]["future"], 1);
+    assert_eq!(v["from-the-future"], "kept");
+}
+
+#[test]
+fn set_op_status_on_a_vanished_op_or_status_is_a_precondition_failure() {
+    let p = Patch::new(
+        KEY,
+        Edit::TaskStatus(TaskStatusEdit::SetOpStatus {
+            table: TableId(47),
+            status: OperationStatus::Processed,
+            boundary_ts: None,
+        }),
+    );
+    assert!(matches!(
+        p.apply(None),
+        Err(PatchError::Precondition { .. })
+    ));
+    let empty = br#"{"tables":null,"operation":null,"admin-job-type":0}"#;
+    let err = p.apply(Some(empty)).expect_err("op is gone");
+    assert!(
+        err.to_string().contains(KEY) && err.to_string().contains("47"),
+        "{err}"
+    );
+}
+
+#[test]
+fn remove_table_and_delete_finished_ops() {
+    let old = r#"{"tables":{"45":{"start-ts":1,"mark-table-id":0}},"operation":{"46":{"done":true,"delete":true,"boundary_ts":3,"status":2}},"admin-job-type":0}"#;
+    let p = Patch::new(
+        KEY,
+        Edit::TaskStatus(TaskStatusEdit::RemoveTable {
+            table: TableId(45),
+            boundary_ts: Ts(8),
+            is_move: true,
+        }),
+    );
+    let v = put_value(p.apply(Some(old.as_bytes())).expect("apply"));
+    assert!(v["tables"].get("45").is_none());
+    assert_eq!(v["operation"]["45"]["delete"], true);
+    assert_eq!(v["operation"]["45"]["flag"], 1);
+
+    let clean = Patch::new(KEY, Edit::TaskStatus(TaskStatusEdit::DeleteFinishedOps));
+    let v = put_value(clean.apply(Some(old.as_bytes())).expect("apply"));
+    assert!(v["operation"].get("46").is_none());
+    let s = status(&serde_json::to_string(&v).expect("json"));
+    assert!(s
+        .tables
+        .as_ref()
+        .is_some_and(|t| t.contains_key(&TableId(45))));
+}
+
+#[test]
+fn remove_table_of_an_absent_status_changes_nothing() {
+    let p = Patch::new(
+        KEY,
+        Edit::TaskStatus(TaskStatusEdit::RemoveTable {
+            table: TableId(45),
+            boundary_ts: Ts(8),
+            is_move: false,
+        }),
+    );
+    assert_eq!(p.apply(None).expect("apply"), PatchOutcome::Unchanged);
+}
+
+#[test]
+fn a_corrupt_old_value_is_a_decode_error_naming_the_key() {
+    let p = Patch::new(KEY, Edit::TaskStatus(TaskStatusEdit::DeleteFinishedOps));
+    let err = p.apply(Some(b"{oops")).expect_err("corrupt");
+    assert!(
+        matches!(&err, PatchError::Decode { key, .. } if key == KEY),
+        "{err}"
+    );
+}
+
+#[test]
+fn status_checkpoint_never_goes_backwards() {
+    let key = "/tidb/cdc/job/cf";
+    let old = br#"{"resolved-ts":20,"checkpoint-ts":15,"admin-job-type":0}"#;
+    let p = Patch::new(
+        key,
+        Edit::ChangefeedStatus(StatusEdit::Advance {
+            resolved_ts: Ts(18),
+            checkpoint_ts: Ts(10),
+        }),
+    );
+    let v = put_value(p.apply(Some(old)).expect("apply"));
+    assert_eq!(v["checkpoint-ts"], 15);
+    assert_eq!(v["resolved-ts"], 18);
+}
+
+#[test]
+fn position_edits() {
+    let key = "/tidb/cdc/task/position/c1/cf";
+    let set = Patch::new(
+        key,
+        Edit::TaskPosition(TaskPositionEdit::SetTs {
+            checkpoint_ts: Ts(3),
+            resolved_ts: Ts(4),
+        }),
+    );
+    let v = put_value(set.apply(None).expect("apply"));
+    assert_eq!(v["checkpoint-ts"], 3);
+    assert_eq!(v["error"], serde_json::Value::Null);
+    let clear = Patch::new(
+        key,
+        Edit::TaskPosition(TaskPositionEdit::SetError { error: None }),
+    );
+    assert_eq!(clear.apply(None).expect("apply"), PatchOutcome::Unchanged);
+}
+
+#[test]
+fn raw_put_create_delete() {
+    let put = Patch::new("/k", Edit::Put { value: "v".into() });
+    assert_eq!(
+        put.apply(Some(b"v")).expect("apply"),
+        PatchOutcome::Unchanged
+    );
+    assert_eq!(
+        put.apply(None).expect("apply"),
+        PatchOutcome::Put(b"v".to_vec())
+    );
+    let create = Patch::new("/k", Edit::Create { value: "v".into() });
+    assert!(matches!(
+        create.apply(Some(b"w")),
+        Err(PatchError::Precondition { .. })
+    ));
+    assert_eq!(
+        create.apply(Some(b"v")).expect("apply"),
+        PatchOutcome::Unchanged
+    );
+    let del = Patch::new("/k", Edit::Delete);
+    assert_eq!(del.apply(None).expect("apply"), PatchOutcome::Unchanged);
+    assert_eq!(del.apply(Some(b"x")).expect("apply"), PatchOutcome::Delete);
+}
+
+#[test]
+fn patches_serialize_as_readable_data() {
+    let p = Patch::new(
+        KEY,
+        Edit::TaskStatus(TaskStatusEdit::SetOpStatus {
+            table: TableId(45),
+            status: OperationStatus::Finished,
+            boundary_ts: None,
+        }),
+    );
+    let json = serde_json::to_string(&p).expect("json");
+    let back: Patch = serde_json::from_str(&json).expect("back");
+    assert_eq!(back, p);
+    assert!(json.contains("set-op-status"), "{json}");
+}
