@@ -18,5 +18,5 @@ pub mod snapshot;
 
 pub use ids::{CaptureId, ChangefeedId, Revision, TableId, Ts};
 pub use key::{CdcKey, KeyLayout};
-pub use patch::{Patch, PatchError, PatchGroup, PatchOutcome};
+pub use patch::{Edit, Patch, PatchError, PatchGroup, PatchOutcome};
 pub use snapshot::{ChangefeedState, GlobalState};

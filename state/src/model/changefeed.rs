@@ -48,7 +48,10 @@ impl AdminJobType {
     }
     /// Whether a changefeed with this job type must not run (stop, remove, finish).
     pub fn is_stop_state(self) -> bool {
-        matches!(self, AdminJobType::Stop | AdminJobType::Remove | AdminJobType::Finish)
+        matches!(
+            self,
+            AdminJobType::Stop | AdminJobType::Remove | AdminJobType::Finish
+        )
     }
 }
 
@@ -73,13 +76,16 @@ impl Serialize for AdminJobType {
 impl<'de> Deserialize<'de> for AdminJobType {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let code = u64::deserialize(d)?;
-        AdminJobType::from_code(code)
-            .ok_or_else(|| serde::de::Error::custom(format!("unknown admin job type {code} (expected 0..=4)")))
+        AdminJobType::from_code(code).ok_or_else(|| {
+            serde::de::Error::custom(format!("unknown admin job type {code} (expected 0..=4)"))
+        })
     }
 }
 
 /// A changefeed's state (facts §2.8).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum FeedState {
     /// Replicating. Go's zero value `""` reads as normal.
@@ -183,12 +189,16 @@ impl ChangeFeedInfo {
         if self.start_ts.0 > 0 {
             return self.start_ts;
         }
-        parse_rfc3339_ms(&self.create_time).map(|ms| Ts::from_parts(ms, 0)).unwrap_or_default()
+        parse_rfc3339_ms(&self.create_time)
+            .map(|ms| Ts::from_parts(ms, 0))
+            .unwrap_or_default()
     }
 
     /// The status checkpoint if a status exists, else the start ts.
     pub fn checkpoint_ts(&self, status: Option<&ChangeFeedStatus>) -> Ts {
-        status.map(|s| s.checkpoint_ts).unwrap_or_else(|| self.start_ts())
+        status
+            .map(|s| s.checkpoint_ts)
+            .unwrap_or_else(|| self.start_ts())
     }
 
     /// The target ts, `Ts::MAX` when unset.

@@ -83,7 +83,11 @@ pub struct FilterConfig {
 
 impl Default for FilterConfig {
     fn default() -> Self {
-        Self { rules: vec!["*.*".to_owned()], ignore_txn_start_ts: None, extra: Extra::new() }
+        Self {
+            rules: vec!["*.*".to_owned()],
+            ignore_txn_start_ts: None,
+            extra: Extra::new(),
+        }
     }
 }
 
@@ -101,7 +105,10 @@ pub struct MounterConfig {
 
 impl Default for MounterConfig {
     fn default() -> Self {
-        Self { worker_num: 16, extra: Extra::new() }
+        Self {
+            worker_num: 16,
+            extra: Extra::new(),
+        }
     }
 }
 
@@ -133,7 +140,11 @@ pub struct SinkConfig {
 
 impl Default for SinkConfig {
     fn default() -> Self {
-        Self { dispatchers: None, protocol: "default".to_owned(), extra: Extra::new() }
+        Self {
+            dispatchers: None,
+            protocol: "default".to_owned(),
+            extra: Extra::new(),
+        }
     }
 }
 
@@ -177,6 +188,10 @@ pub struct SchedulerConfig {
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
-        Self { kind: "table-number".to_owned(), polling_time: -1, extra: Extra::new() }
+        Self {
+            kind: "table-number".to_owned(),
+            polling_time: -1,
+            extra: Extra::new(),
+        }
     }
 }

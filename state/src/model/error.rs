@@ -41,7 +41,10 @@ mod tests {
         let e: RunningError = serde_json::from_str(go).expect("decode");
         assert!(!e.is_fast_fail());
         assert_eq!(serde_json::to_string(&e).expect("encode"), go);
-        let lost = RunningError { code: "CDC:ErrSnapshotLostByGC".into(), ..Default::default() };
+        let lost = RunningError {
+            code: "CDC:ErrSnapshotLostByGC".into(),
+            ..Default::default()
+        };
         assert!(lost.is_fast_fail());
     }
 }

@@ -36,7 +36,8 @@ mod tests {
 
     #[test]
     fn unknown_admin_job_type_is_a_clear_error() {
-        let err = serde_json::from_str::<ChangeFeedStatus>(r#"{"admin-job-type":9}"#).expect_err("9");
+        let err =
+            serde_json::from_str::<ChangeFeedStatus>(r#"{"admin-job-type":9}"#).expect_err("9");
         assert!(err.to_string().contains("admin job type 9"), "{err}");
     }
 }

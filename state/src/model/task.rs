@@ -49,7 +49,9 @@ impl<'de> Deserialize<'de> for OperationStatus {
             0 => Ok(OperationStatus::Dispatched),
             1 => Ok(OperationStatus::Processed),
             2 => Ok(OperationStatus::Finished),
-            n => Err(serde::de::Error::custom(format!("unknown table operation status {n} (expected 0, 1 or 2)"))),
+            n => Err(serde::de::Error::custom(format!(
+                "unknown table operation status {n} (expected 0, 1 or 2)"
+            ))),
         }
     }
 }
@@ -136,16 +138,28 @@ impl TaskStatus {
         if tables.contains_key(&table) {
             return;
         }
-        tables.insert(table, TableReplicaInfo { start_ts, ..Default::default() });
-        self.operation
-            .get_or_insert_with(BTreeMap::new)
-            .insert(table, TableOperation { boundary_ts, ..Default::default() });
+        tables.insert(
+            table,
+            TableReplicaInfo {
+                start_ts,
+                ..Default::default()
+            },
+        );
+        self.operation.get_or_insert_with(BTreeMap::new).insert(
+            table,
+            TableOperation {
+                boundary_ts,
+                ..Default::default()
+            },
+        );
     }
 
     /// TiCDC's `RemoveTable`: nothing if the table is absent, else drop it and add a
     /// Dispatched delete operation at `boundary_ts` (flagged as a move if `is_move`).
     pub fn remove_table(&mut self, table: TableId, boundary_ts: Ts, is_move: bool) {
-        let Some(tables) = self.tables.as_mut() else { return };
+        let Some(tables) = self.tables.as_mut() else {
+            return;
+        };
         if tables.remove(&table).is_none() {
             return;
         }
@@ -155,7 +169,9 @@ impl TaskStatus {
             flag: if is_move { OPER_FLAG_MOVE_TABLE } else { 0 },
             ..Default::default()
         };
-        self.operation.get_or_insert_with(BTreeMap::new).insert(table, op);
+        self.operation
+            .get_or_insert_with(BTreeMap::new)
+            .insert(table, op);
     }
 
     /// No tables and no operations.

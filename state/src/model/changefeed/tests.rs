@@ -19,8 +19,14 @@ fn the_default_replica_config_is_ticdcs() {
 #[test]
 fn unknown_fields_survive_top_level_and_nested() {
     let go = FACTS_INFO
-        .replace(r#""creator-version":"v5.1.0""#, r#""creator-version":"v5.1.0","upstream-uri":"demo://","some-future-field":{"x":1}"#)
-        .replace(r#""mounter":{"worker-num":16}"#, r#""mounter":{"worker-num":16,"m-extra":3}"#)
+        .replace(
+            r#""creator-version":"v5.1.0""#,
+            r#""creator-version":"v5.1.0","upstream-uri":"demo://","some-future-field":{"x":1}"#,
+        )
+        .replace(
+            r#""mounter":{"worker-num":16}"#,
+            r#""mounter":{"worker-num":16,"m-extra":3}"#,
+        )
         .replace(r#""rules":["*.*"]"#, r#""rules":["*.*"],"do-dbs":["a"]"#);
     let info: ChangeFeedInfo = serde_json::from_str(&go).expect("decode");
     // Unknown fields come back after the known ones of their object, so compare as values.
@@ -38,7 +44,8 @@ fn null_sub_configs_and_empty_sort_engine_are_fixed_on_load() {
     assert_eq!(info.sort_engine, "unified");
     assert_eq!(info.config.filter.rules, vec!["*.*".to_owned()]);
     assert_eq!(info.config.sink.protocol, "default");
-    let missing: ChangeFeedInfo = serde_json::from_str(r#"{"sink-uri":"x","config":null}"#).expect("null config");
+    let missing: ChangeFeedInfo =
+        serde_json::from_str(r#"{"sink-uri":"x","config":null}"#).expect("null config");
     assert_eq!(missing.config, ReplicaConfig::default());
 }
 
@@ -58,8 +65,15 @@ fn enums_encode_like_go_and_reject_unknown_values() {
     }
     let err = serde_json::from_str::<FeedState>("\"paused\"").expect_err("paused");
     assert!(err.to_string().contains("paused"), "{err}");
-    assert_eq!(serde_json::from_str::<FeedState>("\"\"").expect("go zero value"), FeedState::Normal);
-    assert!(AdminJobType::Stop.is_stop_state() && AdminJobType::Remove.is_stop_state() && AdminJobType::Finish.is_stop_state());
+    assert_eq!(
+        serde_json::from_str::<FeedState>("\"\"").expect("go zero value"),
+        FeedState::Normal
+    );
+    assert!(
+        AdminJobType::Stop.is_stop_state()
+            && AdminJobType::Remove.is_stop_state()
+            && AdminJobType::Finish.is_stop_state()
+    );
     assert!(!AdminJobType::None.is_stop_state() && !AdminJobType::Resume.is_stop_state());
     assert_eq!(AdminJobType::Remove.to_string(), "remove changefeed");
 }
@@ -76,7 +90,10 @@ fn derived_timestamps() {
     assert_eq!(info.start_ts().physical_ms(), 1_623_895_837_123);
     info.create_time = "not a time".into();
     assert_eq!(info.start_ts(), Ts(0));
-    let status = ChangeFeedStatus { checkpoint_ts: Ts(42), ..Default::default() };
+    let status = ChangeFeedStatus {
+        checkpoint_ts: Ts(42),
+        ..Default::default()
+    };
     assert_eq!(info.checkpoint_ts(Some(&status)), Ts(42));
     assert_eq!(info.checkpoint_ts(None), info.start_ts());
 }
@@ -85,6 +102,9 @@ fn derived_timestamps() {
 fn rfc3339_parsing_handles_zones_and_fractions() {
     assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00Z"), Some(0));
     assert_eq!(parse_rfc3339_ms("1970-01-01T01:00:00.5+01:00"), Some(500));
-    assert_eq!(parse_rfc3339_ms("2000-03-01T00:00:00-00:30"), Some(951_870_600_000));
+    assert_eq!(
+        parse_rfc3339_ms("2000-03-01T00:00:00-00:30"),
+        Some(951_870_600_000)
+    );
     assert_eq!(parse_rfc3339_ms("garbage"), None);
 }

@@ -20,16 +20,35 @@ fn task_status_facts_example_round_trips_byte_for_byte() {
 #[test]
 fn an_empty_status_is_exactly_what_the_go_owner_writes() {
     let empty = TaskStatus::default();
-    assert_eq!(serde_json::to_string(&empty).expect("encode"), r#"{"tables":null,"operation":null,"admin-job-type":0}"#);
+    assert_eq!(
+        serde_json::to_string(&empty).expect("encode"),
+        r#"{"tables":null,"operation":null,"admin-job-type":0}"#
+    );
     assert!(empty.is_empty());
 }
 
 #[test]
 fn flag_and_status_are_omitted_when_zero() {
-    let op = TableOperation { boundary_ts: Ts(5), ..Default::default() };
-    assert_eq!(serde_json::to_string(&op).expect("encode"), r#"{"done":false,"delete":false,"boundary_ts":5}"#);
-    let op = TableOperation { delete: true, flag: 1, boundary_ts: Ts(5), status: OperationStatus::Finished, done: true, ..Default::default() };
-    assert_eq!(serde_json::to_string(&op).expect("encode"), r#"{"done":true,"delete":true,"flag":1,"boundary_ts":5,"status":2}"#);
+    let op = TableOperation {
+        boundary_ts: Ts(5),
+        ..Default::default()
+    };
+    assert_eq!(
+        serde_json::to_string(&op).expect("encode"),
+        r#"{"done":false,"delete":false,"boundary_ts":5}"#
+    );
+    let op = TableOperation {
+        delete: true,
+        flag: 1,
+        boundary_ts: Ts(5),
+        status: OperationStatus::Finished,
+        done: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        serde_json::to_string(&op).expect("encode"),
+        r#"{"done":true,"delete":true,"flag":1,"boundary_ts":5,"status":2}"#
+    );
     assert!(op.is_applied() && op.is_move());
 }
 
@@ -54,7 +73,10 @@ fn position_and_workload_facts_examples() {
 #[test]
 fn bad_values_are_decode_errors_with_a_reason() {
     let err = serde_json::from_str::<TableOperation>(r#"{"status":7}"#).expect_err("7");
-    assert!(err.to_string().contains("table operation status 7"), "{err}");
+    assert!(
+        err.to_string().contains("table operation status 7"),
+        "{err}"
+    );
     let err = serde_json::from_str::<TaskStatus>(r#"{"tables":{"abc":{}}}"#).expect_err("abc");
     assert!(err.to_string().contains("abc"), "{err}");
 }
@@ -64,29 +86,43 @@ fn add_and_remove_follow_ticdc_semantics() {
     let mut s = TaskStatus::default();
     s.add_table(TableId(1), Ts(10), Ts(10));
     s.add_table(TableId(1), Ts(99), Ts(99));
-    assert_eq!(s.tables.as_ref().expect("tables")[&TableId(1)].start_ts, Ts(10), "add is a no-op when present");
+    assert_eq!(
+        s.tables.as_ref().expect("tables")[&TableId(1)].start_ts,
+        Ts(10),
+        "add is a no-op when present"
+    );
     s.remove_table(TableId(2), Ts(20), false);
-    assert_eq!(s.operation.as_ref().expect("ops").len(), 1, "remove of an absent table is a no-op");
+    assert_eq!(
+        s.operation.as_ref().expect("ops").len(),
+        1,
+        "remove of an absent table is a no-op"
+    );
     s.remove_table(TableId(1), Ts(20), true);
     let op = &s.operation.as_ref().expect("ops")[&TableId(1)];
     assert!(op.delete && op.is_move() && op.boundary_ts == Ts(20));
-    assert_eq!(s.tables, Some(BTreeMap::new()), "Go keeps the emptied map: {{}} not null");
+    assert_eq!(
+        s.tables,
+        Some(BTreeMap::new()),
+        "Go keeps the emptied map: {{}} not null"
+    );
     assert!(!s.is_empty());
 }
 
 fn arb_op() -> impl Strategy<Value = TableOperation> {
-    (any::<bool>(), any::<bool>(), 0u64..2, any::<u64>(), 0u64..3).prop_map(|(done, delete, flag, b, st)| TableOperation {
-        done,
-        delete,
-        flag,
-        boundary_ts: Ts(b),
-        status: match st {
-            0 => OperationStatus::Dispatched,
-            1 => OperationStatus::Processed,
-            _ => OperationStatus::Finished,
+    (any::<bool>(), any::<bool>(), 0u64..2, any::<u64>(), 0u64..3).prop_map(
+        |(done, delete, flag, b, st)| TableOperation {
+            done,
+            delete,
+            flag,
+            boundary_ts: Ts(b),
+            status: match st {
+                0 => OperationStatus::Dispatched,
+                1 => OperationStatus::Processed,
+                _ => OperationStatus::Finished,
+            },
+            extra: Extra::new(),
         },
-        extra: Extra::new(),
-    })
+    )
 }
 
 proptest! {

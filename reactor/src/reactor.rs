@@ -1,0 +1,146 @@
+//! The contract between the EtcdWorker and the pure state machines it drives.
+//!
+//! The worker owns all IO. Per round it:
+//! 1. applies the watched updates to the reactor's [`ReactorState`] (batched since the last
+//!    tick);
+//! 2. calls [`Reactor::tick`] with that state and a [`TickContext`] (the injected clock, the
+//!    revision the state reflects, and what happened to the previous tick's patches);
+//! 3. commits the returned [`TickOutput::groups`] in revision-guarded transactions;
+//! 4. does not tick again until the watch has delivered its own writes (so every tick sees a
+//!    snapshot that includes them).
+//!
+//! A tick is a plain `fn`: it cannot await, sleep, read the wall clock or touch the network.
+//! Everything it needs comes in through its arguments.
+
+use std::fmt::Debug;
+
+use rcdc_state::{GlobalState, Patch, PatchError, PatchOutcome, Revision};
+
+/// The state a reactor reads, materialized from watched keys.
+pub trait ReactorState: Send + 'static {
+    /// Applies one change of a key under the watched prefix (`None` = deleted). Must not fail:
+    /// bad values are the state's to record, not the worker's to die of.
+    fn update(&mut self, key: &str, value: Option<&[u8]>);
+}
+
+impl ReactorState for GlobalState {
+    fn update(&mut self, key: &str, value: Option<&[u8]>) {
+        if let rcdc_state::snapshot::ApplyOutcome::Corrupt(c) = self.apply(key, value) {
+            tracing::warn!(key = %c.key, error = %c.error, "stored value does not decode; its changefeed is marked broken");
+        }
+    }
+}
+
+/// A pure edit of one key, re-appliable to a newer value after a conflict.
+pub trait KeyPatch: Send + Debug + 'static {
+    /// The full key edited.
+    fn key(&self) -> &str;
+    /// Computes the new value from the current one.
+    fn apply(&self, old: Option<&[u8]>) -> Result<PatchOutcome, PatchError>;
+}
+
+impl KeyPatch for Patch {
+    fn key(&self) -> &str {
+        &self.key
+    }
+    fn apply(&self, old: Option<&[u8]>) -> Result<PatchOutcome, PatchError> {
+        Patch::apply(self, old)
+    }
+}
+
+/// Patches committed atomically (one txn), with a label that names them in errors.
+#[derive(Debug)]
+pub struct Group<P> {
+    /// Names the group in logs and errors.
+    pub label: String,
+    /// Applied in order.
+    pub patches: Vec<P>,
+}
+
+impl From<rcdc_state::PatchGroup> for Group<Patch> {
+    fn from(g: rcdc_state::PatchGroup) -> Self {
+        Group {
+            label: g.label,
+            patches: g.patches,
+        }
+    }
+}
+
+/// Why a group was not committed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// A patch's precondition no longer held against the newest value.
+    Precondition(PatchError),
+    /// The group alone is over etcd's per-txn limits; it can never commit as it is.
+    TooLarge(String),
+    /// The txn's outcome is unknown (timeout or broken connection after sending); the state
+    /// was re-read, so the next tick sees whether it landed.
+    Indeterminate(String),
+}
+
+/// A group the worker did not commit, reported to the next tick.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DroppedGroup {
+    /// The group's label.
+    pub label: String,
+    /// Why.
+    pub reason: DropReason,
+}
+
+/// What a tick may read besides the state.
+#[derive(Clone, Debug, Default)]
+pub struct TickContext {
+    /// Injected wall-clock time in Unix milliseconds (see [`Clock`]).
+    pub now_ms: u64,
+    /// The store revision the state reflects.
+    pub revision: Revision,
+    /// Groups of the previous ticks that were not committed, and why.
+    pub dropped: Vec<DroppedGroup>,
+}
+
+/// What a tick returns.
+#[derive(Debug)]
+pub struct TickOutput<P> {
+    /// Groups to commit, in order.
+    pub groups: Vec<Group<P>>,
+    /// The reactor is done: the worker commits `groups` and then returns.
+    pub finished: bool,
+}
+
+impl<P> Default for TickOutput<P> {
+    fn default() -> Self {
+        Self {
+            groups: Vec::new(),
+            finished: false,
+        }
+    }
+}
+
+/// A pure state machine driven by the EtcdWorker.
+pub trait Reactor: Send + 'static {
+    /// The state it reads.
+    type State: ReactorState;
+    /// The patches it writes.
+    type Patch: KeyPatch;
+    /// One decision step. Sans-IO: everything it may read is in `state` and `ctx`.
+    fn tick(&mut self, state: &Self::State, ctx: &TickContext) -> TickOutput<Self::Patch>;
+}
+
+/// The source of "now" for ticks; injected so that simulation and replay control time.
+pub trait Clock: Send + Sync + 'static {
+    /// Unix milliseconds.
+    fn now_ms(&self) -> u64;
+}
+
+/// The system clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+}

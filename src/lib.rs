@@ -1,0 +1,9 @@
+//! rcdc: a change-data-capture server in the mold of TiCDC.
+//!
+//! Crate-per-role layout (see ARCHITECTURE.md): `rcdc-state` holds the model, key layout,
+//! snapshot and patches (no IO); `rcdc-reactor` holds the EtcdWorker and meta-store backends;
+//! this crate will hold the roles (capture, owner, processor, upstreams, sinks, API, CLI) as
+//! one directory each, every role split into a pure `tick.rs` and its IO runtime.
+
+pub use rcdc_reactor as reactor;
+pub use rcdc_state as state;

@@ -1,0 +1,437 @@
+//! EtcdWorker scenarios (target-design §4), each run on a real etcd started by the test and on
+//! the in-process MVCC store. Every scenario polls its condition to a deadline.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+
+use common::*;
+use rcdc_reactor::store::{MetaStore, Txn, TxnOp};
+use rcdc_reactor::{DropReason, TickOutput, WorkerError, WorkerStats};
+use rcdc_state::Revision;
+
+/// §4.1: the first tick sees the loaded snapshot; later external writes reach the state.
+async fn snapshot_then_watch_stay_consistent<S: MetaStore + Clone>(store: S, _f: &dyn Faults) {
+    let p = "/t/consistent/";
+    for i in 0..50 {
+        put(&store, &format!("{p}k{i:02}"), &i.to_string()).await;
+    }
+    let seen = shared(Vec::<KvState>::new());
+    let seen2 = seen.clone();
+    let reactor = FnReactor::new(move |_, s: &KvState, _| {
+        seen2.lock().push(s.clone());
+        TickOutput::default()
+    });
+    let w = spawn(store.clone(), reactor, KvState::default(), config(p));
+    wait_until(DEADLINE, "first tick", || async { !seen.lock().is_empty() }).await;
+    assert_eq!(
+        seen.lock()[0].kv.len(),
+        50,
+        "the first tick sees the whole snapshot"
+    );
+
+    for i in 0..100 {
+        let key = format!("{p}k{:02}", i % 70);
+        if i % 3 == 0 {
+            store
+                .txn(Txn {
+                    success: vec![TxnOp::Delete { key }],
+                    ..Txn::default()
+                })
+                .await
+                .expect("delete");
+        } else {
+            put(&store, &key, &format!("v{i}")).await;
+        }
+    }
+    let want = list(&store, p).await;
+    wait_until(DEADLINE, "state equals the store", || async {
+        seen.lock().last().map(|s| s.kv == want).unwrap_or(false)
+    })
+    .await;
+    w.stop().await.expect("clean stop");
+}
+on_both_backends!(snapshot_then_watch_stay_consistent);
+
+/// §4.2: every tick sees the worker's own previous write.
+async fn own_writes_are_visible_to_the_next_tick<S: MetaStore + Clone>(store: S, _f: &dyn Faults) {
+    let p = "/t/own-writes/";
+    let violations = shared(Vec::<String>::new());
+    let v2 = violations.clone();
+    let reactor = FnReactor::new(move |n, s: &KvState, _| {
+        if n > 0 && s.int(&format!("{p}k")) != Some(n as i64 - 1) {
+            v2.lock()
+                .push(format!("tick {n} saw {:?}", s.int(&format!("{p}k"))));
+        }
+        if n >= 40 {
+            return TickOutput {
+                groups: vec![],
+                finished: true,
+            };
+        }
+        out(vec![group(
+            "w",
+            vec![TestPatch::Put(format!("{p}k"), n.to_string())],
+        )])
+    });
+    let w = spawn(store.clone(), reactor, KvState::default(), config(p));
+    let exit = tokio::time::timeout(DEADLINE, w.join())
+        .await
+        .expect("finishes in time");
+    assert_eq!(exit, Ok(rcdc_reactor::WorkerExit::Finished));
+    assert!(violations.lock().is_empty(), "{:?}", violations.lock());
+    assert_eq!(
+        get(&store, &format!("{p}k")).await.map(|kv| kv.value),
+        Some(b"39".to_vec())
+    );
+}
+on_both_backends!(own_writes_are_visible_to_the_next_tick);
+
+/// §4.3: a conflicting write is detected and the semantic patch re-applied to the newer value.
+async fn a_conflict_re_applies_the_patch_to_the_newer_value<S: MetaStore + Clone>(
+    store: S,
+    _f: &dyn Faults,
+) {
+    let p = "/t/conflict/";
+    put(&store, &format!("{p}n"), "0").await;
+    let other = store.clone();
+    let reactor = FnReactor::new(move |n, _s: &KvState, _| {
+        if n == 0 {
+            // Another writer lands between this tick's decision and its commit.
+            interfere(put(&other, &format!("{p}n"), "100"));
+            return out(vec![group(
+                "incr",
+                vec![TestPatch::Add {
+                    key: format!("{p}n"),
+                    delta: 1,
+                    min: 0,
+                }],
+            )]);
+        }
+        TickOutput::default()
+    });
+    let w = spawn(store.clone(), reactor, KvState::default(), config(p));
+    wait_until(
+        DEADLINE,
+        "the increment lands on the newer value",
+        || async {
+            get(&store, &format!("{p}n")).await.map(|kv| kv.value) == Some(b"101".to_vec())
+        },
+    )
+    .await;
+    assert!(
+        WorkerStats::get(&w.stats.conflicts) >= 1,
+        "the conflict was detected, not overwritten"
+    );
+    w.stop().await.expect("clean stop");
+}
+on_both_backends!(a_conflict_re_applies_the_patch_to_the_newer_value);
+
+/// §4.3: a key created and deleted again by another writer between our read and our write
+/// has mod revision 0 both times; only the delete counter reveals the race.
+async fn a_delete_recreate_race_is_caught_by_the_delete_counter<S: MetaStore + Clone>(
+    store: S,
+    _f: &dyn Faults,
+) {
+    let p = "/t/aba/";
+    let counter = format!("{p}meta/delete-counter");
+    let other = store.clone();
+    let c2 = counter.clone();
+    let reactor = FnReactor::new(move |n, _s: &KvState, _| {
+        if n == 0 {
+            interfere(async {
+                put(&other, &format!("{p}x"), "theirs").await;
+                // An rcdc-style delete: bumps the counter in the same txn.
+                let txn = Txn {
+                    success: vec![
+                        TxnOp::Delete {
+                            key: format!("{p}x"),
+                        },
+                        TxnOp::Put {
+                            key: c2.clone(),
+                            value: b"1".to_vec(),
+                            lease: 0,
+                        },
+                    ],
+                    ..Txn::default()
+                };
+                other.txn(txn).await.expect("delete");
+            });
+            return out(vec![group(
+                "create",
+                vec![TestPatch::Create(format!("{p}x"), "mine".into())],
+            )]);
+        }
+        TickOutput::default()
+    });
+    let w = spawn(store.clone(), reactor, KvState::default(), config(p));
+    wait_until(DEADLINE, "our create lands after the race", || async {
+        get(&store, &format!("{p}x")).await.map(|kv| kv.value) == Some(b"mine".to_vec())
+    })
+    .await;
+    assert_eq!(
+        WorkerStats::get(&w.stats.conflicts),
+        1,
+        "exactly the counter compare failed once"
+    );
+    w.stop().await.expect("clean stop");
+}
+on_both_backends!(a_delete_recreate_race_is_caught_by_the_delete_counter);
+
+/// §4.4: 300 one-key groups go out in 3 txns of at most 128 ops.
+async fn groups_are_batched_across_the_128_op_limit<S: MetaStore + Clone>(
+    store: S,
+    _f: &dyn Faults,
+) {
+    let p = "/t/batch/";
+    let (_, start) = store.get_prefix(p).await.expect("list");
+    let reactor = FnReactor::new(move |n, _s: &KvState, _| {
+        if n == 0 {
+            return out((0..300)
+                .map(|i| {
+                    group(
+                        &format!("g{i}"),
+                        vec![TestPatch::Put(format!("{p}k{i:03}"), "v".into())],
+                    )
+                })
+                .collect());
+        }
+        TickOutput::default()
+    });
+    let w = spawn(store.clone(), reactor, KvState::default(), config(p));
+    wait_until(DEADLINE, "all 300 keys written", || async {
+        list(&store, p).await.len() == 300
+    })
+    .await;
+    assert_eq!(WorkerStats::get(&w.stats.txns_committed), 3);
+    let (_, end) = store.get_prefix(p).await.expect("list");
+    assert_eq!(end.0 - start.0, 3, "one revision per txn");
+    w.stop().await.expect("clean stop");
+}
+on_both_backends!(groups_are_batched_across_the_128_op_limit);
+
+/// §4.4: a group over the limits is dropped with an error naming it; others still land.
+async fn an_oversize_group_is_reported_by_name<S: MetaStore + Clone>(store: S, _f: &dyn Faults) {
+    let p = "/t/oversize/";
+    let reported = shared(Vec::<String>::new());
+    let r2 = reported.clone();
+    let reactor = FnReactor::new(move |n, _s: &KvState, ctx| {
+        for d in &ctx.dropped {
+            if let DropReason::TooLarge(msg) = &d.reason {
+                r2.lock().push(format!("{}: {msg}", d.label));
+            }
+        }
+        if n == 0 {
+            let big = (0..200)
+                .map(|i| TestPatch::Put(format!("{p}big{i}"), "v".into()))
+                .collect();
+            return out(vec![
+                group("cleanup/cf-huge", big),
+                group("fine", vec![TestPatch::Put(format!("{p}fine"), "v".into())]),
+            ]);
+        }
+        TickOutput::default()
+    });
+    let w = spawn(store.clone(), reactor, KvState::default(), config(p));
+    wait_until(
+        DEADLINE,
+        "the drop is reported to the next tick",
+        || async { !reported.lock().is_empty() },
+    )
+    .await;
+    let msg = reported.lock()[0].clone();
+    assert!(
+        msg.starts_with("cleanup/cf-huge:") && msg.contains("\"cleanup/cf-huge\""),
+        "{msg}"
+    );
+    let keys = list(&store, p).await;
+    assert_eq!(
+        keys.keys().cloned().collect::<Vec<_>>(),
+        vec![format!("{p}fine")]
+    );
+    w.stop().await.expect("clean stop");
+}
+on_both_backends!(an_oversize_group_is_reported_by_name);
+
+/// §4.6: a watch whose start revision was compacted makes the worker re-list and converge.
+async fn a_compacted_watch_resyncs<S: MetaStore + Clone>(store: S, _f: &dyn Faults) {
+    let p = "/t/compact/";
+    put(&store, &format!("{p}a"), "1").await;
+    let lagging = LaggingStore::new(store.clone(), p);
+    let seen = shared(KvState::default());
+    let s2 = seen.clone();
+    let reactor = FnReactor::new(move |_, s: &KvState, _| {
+        *s2.lock() = s.clone();
+        TickOutput::default()
+    });
+    let w = spawn(lagging, reactor, KvState::default(), config(p));
+    wait_until(
+        DEADLINE,
+        "the state has the keys written before the compaction",
+        || async { seen.lock().kv.len() == 21 },
+    )
+    .await;
+    assert!(WorkerStats::get(&w.stats.resyncs) >= 1);
+    w.stop().await.expect("clean stop");
+}
+on_both_backends!(a_compacted_watch_resyncs);
+
+/// §4.6: the store goes away (etcd killed; restarted on the same data) and comes back; the
+/// worker neither dies nor loses updates, and writes again.
+async fn the_worker_survives_a_store_outage<S: MetaStore + Clone>(store: S, faults: &dyn Faults) {
+    let p = "/t/outage/";
+    put(&store, &format!("{p}before"), "1").await;
+    let reactor = FnReactor::new(move |_, s: &KvState, _| {
+        if s.kv.contains_key(&format!("{p}after")) && !s.kv.contains_key(&format!("{p}mine")) {
+            return out(vec![group(
+                "mine",
+                vec![TestPatch::Put(format!("{p}mine"), "1".into())],
+            )]);
+        }
+        TickOutput::default()
+    });
+    let w = spawn(store.clone(), reactor, KvState::default(), config(p));
+    wait_until(DEADLINE, "first tick", || async {
+        WorkerStats::get(&w.stats.ticks) > 0
+    })
+    .await;
+    faults.outage_begin().await;
+    wait_until(DEADLINE, "the worker notices the outage", || async {
+        WorkerStats::get(&w.stats.store_errors) > 0
+    })
+    .await;
+    assert!(!w.is_finished(), "a dead store never kills the worker");
+    faults.outage_end().await;
+    put(&store, &format!("{p}after"), "1").await;
+    wait_until(DEADLINE, "the worker writes after the outage", || async {
+        get(&store, &format!("{p}mine")).await.is_some()
+    })
+    .await;
+    w.stop().await.expect("clean stop");
+}
+on_both_backends!(the_worker_survives_a_store_outage);
+
+/// §4.7: once the fence key is gone, the worker stops with `Fenced` and writes nothing more.
+async fn a_deposed_owner_cannot_write<S: MetaStore + Clone>(store: S, _f: &dyn Faults) {
+    let p = "/t/fence/";
+    let election = format!("{p}owner/1234");
+    put(&store, &election, "capture-1").await;
+    let create_revision = get(&store, &election)
+        .await
+        .expect("election key")
+        .create_revision;
+    let deposed = shared(false);
+    let d2 = deposed.clone();
+    let reactor = FnReactor::new(move |n, _s: &KvState, _| {
+        if *d2.lock() {
+            return out(vec![group(
+                "late",
+                vec![TestPatch::Put(format!("{p}late"), n.to_string())],
+            )]);
+        }
+        out(vec![group(
+            "ok",
+            vec![TestPatch::Put(format!("{p}ok"), "1".into())],
+        )])
+    });
+    let mut cfg = config(p);
+    cfg.fence = Some(rcdc_reactor::Fence {
+        key: election.clone(),
+        create_revision,
+    });
+    let w = spawn(store.clone(), reactor, KvState::default(), cfg);
+    wait_until(
+        DEADLINE,
+        "owner writes while it holds the fence",
+        || async { get(&store, &format!("{p}ok")).await.is_some() },
+    )
+    .await;
+    // Another party deletes the election key (session expired, or an operator).
+    store
+        .txn(Txn {
+            success: vec![TxnOp::Delete {
+                key: election.clone(),
+            }],
+            ..Txn::default()
+        })
+        .await
+        .expect("delete");
+    *deposed.lock() = true;
+    let exit = tokio::time::timeout(DEADLINE, w.join())
+        .await
+        .expect("worker ends");
+    assert_eq!(
+        exit,
+        Err(WorkerError::Fenced {
+            role: "test".into(),
+            key: election
+        })
+    );
+    assert!(
+        get(&store, &format!("{p}late")).await.is_none(),
+        "a deposed owner's write never lands"
+    );
+}
+on_both_backends!(a_deposed_owner_cannot_write);
+
+/// A store whose first watch starts only after more writes and a compaction past its start
+/// revision, so the worker's first watch is compacted.
+#[derive(Clone)]
+struct LaggingStore<S> {
+    inner: S,
+    prefix: String,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<S: MetaStore + Clone> LaggingStore<S> {
+    fn new(inner: S, prefix: &str) -> Self {
+        Self {
+            inner,
+            prefix: prefix.to_owned(),
+            done: Default::default(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: MetaStore + Clone> MetaStore for LaggingStore<S> {
+    async fn get_prefix(
+        &self,
+        prefix: &str,
+    ) -> Result<(Vec<rcdc_reactor::store::KeyValue>, Revision), rcdc_reactor::store::StoreError>
+    {
+        self.inner.get_prefix(prefix).await
+    }
+    async fn watch_prefix(
+        &self,
+        prefix: &str,
+        start: Revision,
+    ) -> Result<Box<dyn rcdc_reactor::store::Watch>, rcdc_reactor::store::StoreError> {
+        if !self.done.swap(true, Ordering::SeqCst) {
+            for i in 0..20 {
+                put(&self.inner, &format!("{}late{i}", self.prefix), "x").await;
+            }
+            let (_, rev) = self.inner.get_prefix(&self.prefix).await?;
+            self.inner.compact(rev).await?;
+        }
+        self.inner.watch_prefix(prefix, start).await
+    }
+    async fn txn(
+        &self,
+        txn: Txn,
+    ) -> Result<rcdc_reactor::store::TxnResponse, rcdc_reactor::store::StoreError> {
+        self.inner.txn(txn).await
+    }
+    async fn grant_lease(&self, ttl: i64) -> Result<i64, rcdc_reactor::store::StoreError> {
+        self.inner.grant_lease(ttl).await
+    }
+    async fn keep_alive_once(&self, lease: i64) -> Result<i64, rcdc_reactor::store::StoreError> {
+        self.inner.keep_alive_once(lease).await
+    }
+    async fn revoke_lease(&self, lease: i64) -> Result<(), rcdc_reactor::store::StoreError> {
+        self.inner.revoke_lease(lease).await
+    }
+    async fn compact(&self, rev: Revision) -> Result<(), rcdc_reactor::store::StoreError> {
+        self.inner.compact(rev).await
+    }
+}
