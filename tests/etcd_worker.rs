@@ -435,3 +435,120 @@ impl<S: MetaStore + Clone> MetaStore for LaggingStore<S> {
         self.inner.compact(rev).await
     }
 }
+
+/// A reactor over the real `GlobalState` that creates a status for every changefeed whose
+/// info it can read, like the owner's preflight step, and records what it saw.
+struct StatusMaker {
+    seen: Shared<Option<rcdc_state::GlobalState>>,
+}
+
+impl rcdc_reactor::Reactor for StatusMaker {
+    type State = rcdc_state::GlobalState;
+    type Patch = rcdc_state::Patch;
+    fn tick(
+        &mut self,
+        state: &Self::State,
+        _: &rcdc_reactor::TickContext,
+    ) -> TickOutput<rcdc_state::Patch> {
+        *self.seen.lock() = Some(state.clone());
+        let mut groups = Vec::new();
+        for (id, cf) in state.changefeeds() {
+            // A broken changefeed is left alone: its info may exist but be unreadable.
+            if cf.is_broken() || cf.info.is_none() || cf.status.is_some() {
+                continue;
+            }
+            let mut g = rcdc_state::PatchGroup::new(format!("changefeed/{id}"));
+            g.push(
+                state.layout().status(id),
+                rcdc_state::Edit::ChangefeedStatus(rcdc_state::patch::StatusEdit::Advance {
+                    resolved_ts: rcdc_state::Ts(1),
+                    checkpoint_ts: rcdc_state::Ts(1),
+                }),
+            );
+            groups.push(g.into());
+        }
+        TickOutput {
+            groups,
+            finished: false,
+        }
+    }
+}
+
+/// §4.8: unknown keys are ignored and an undecodable value marks only its changefeed broken;
+/// the worker keeps running and serving the other changefeeds.
+async fn unknown_keys_and_a_corrupt_value_do_not_stop_the_worker<S: MetaStore + Clone>(
+    store: S,
+    _f: &dyn Faults,
+) {
+    let layout = rcdc_state::KeyLayout::new("/t/cdc-corrupt");
+    let info = r#"{"sink-uri":"blackhole://","start-ts":5,"config":{},"state":"normal"}"#;
+    put(&store, &layout.info(&"good".into()), info).await;
+    put(&store, &layout.info(&"bad".into()), "{this is not json").await;
+    put(
+        &store,
+        &format!("{}/meta/__cdc_meta_version", layout.prefix()),
+        "1",
+    )
+    .await;
+    put(
+        &store,
+        &format!("{}/a-key-from-the-future/x", layout.prefix()),
+        "?",
+    )
+    .await;
+
+    let seen = shared(None);
+    let reactor = StatusMaker { seen: seen.clone() };
+    let cfg = rcdc_reactor::WorkerConfig {
+        tick_interval: std::time::Duration::from_millis(5),
+        ..rcdc_reactor::WorkerConfig::new("test", &layout.watch_prefix(), &layout.delete_counter())
+    };
+    let w = spawn(
+        store.clone(),
+        reactor,
+        rcdc_state::GlobalState::new(layout.clone()),
+        cfg,
+    );
+    wait_until(DEADLINE, "the good changefeed gets its status", || async {
+        get(&store, &layout.status(&"good".into())).await.is_some()
+    })
+    .await;
+
+    // More of both while running: the worker must keep serving.
+    put(&store, &format!("{}/another/unknown", layout.prefix()), "?").await;
+    put(&store, &layout.info(&"late".into()), info).await;
+    wait_until(
+        DEADLINE,
+        "a changefeed created later still gets served",
+        || async { get(&store, &layout.status(&"late".into())).await.is_some() },
+    )
+    .await;
+
+    assert!(
+        get(&store, &layout.status(&"bad".into())).await.is_none(),
+        "nothing is written for a broken changefeed"
+    );
+    assert_eq!(
+        get(&store, &layout.info(&"bad".into()))
+            .await
+            .map(|kv| kv.value),
+        Some(b"{this is not json".to_vec()),
+        "the corrupt value is left as it was: nothing lost"
+    );
+    let state = seen.lock().clone().expect("ticked");
+    let bad = state
+        .changefeed(&"bad".into())
+        .expect("the broken changefeed stays visible");
+    assert!(bad.is_broken());
+    assert!(
+        bad.corrupt
+            .values()
+            .any(|c| c.error.contains("changefeed/info/bad")),
+        "{:?}",
+        bad.corrupt
+    );
+    assert_eq!(state.unknown_keys().len(), 3, "{:?}", state.unknown_keys());
+    assert!(!w.is_finished());
+    w.stop().await.expect("clean stop");
+}
+on_both_backends!(unknown_keys_and_a_corrupt_value_do_not_stop_the_worker);
