@@ -115,9 +115,18 @@ async fn main() {
         tokio::spawn(worker.run(std::future::pending()));
     }
     let mut every = tokio::time::interval(Duration::from_secs(1));
+    // SIGTERM too, so that etcd (a child process) is always stopped by the harness's Drop.
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cannot handle SIGTERM: {e}");
+            return;
+        }
+    };
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
             _ = every.tick() => {
                 let total: i64 = match store.get_prefix(PREFIX).await {
                     Ok((kvs, _)) => kvs.iter().filter(|kv| !kv.key.contains("meta")).filter_map(|kv| std::str::from_utf8(&kv.value).ok()?.parse::<i64>().ok()).sum(),
