@@ -13,7 +13,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{TableId, Ts};
-use crate::model::{ChangeFeedStatus, OperationStatus, RunningError, TaskPosition, TaskStatus};
+use crate::model::{
+    AdminJobType, ChangeFeedInfo, ChangeFeedStatus, FeedState, OperationStatus, RunningError,
+    TaskPosition, TaskStatus,
+};
 
 /// What applying a patch to a key's current value produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,6 +115,32 @@ pub enum Edit {
     TaskPosition(TaskPositionEdit),
     /// A typed edit of a ChangeFeedStatus ("job") value.
     ChangefeedStatus(StatusEdit),
+    /// A typed edit of a ChangeFeedInfo value.
+    ChangefeedInfo(InfoEdit),
+}
+
+/// Typed edits of a ChangeFeedInfo (facts §4.11). All require the info to exist: an owner
+/// never resurrects a removed changefeed by patching its state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum InfoEdit {
+    /// Set the state and the admin job type that goes with it (facts §2.8).
+    SetState {
+        /// The new state.
+        state: FeedState,
+    },
+    /// Record errors: `error` becomes the last one, each appends `now_ms` to `history`, and
+    /// `history` keeps only entries newer than `now_ms - window_ms`.
+    RecordErrors {
+        /// The errors, oldest first.
+        errors: Vec<RunningError>,
+        /// Now, Unix milliseconds.
+        now_ms: i64,
+        /// History window, milliseconds.
+        window_ms: i64,
+    },
+    /// Clear `error` and `history` (a resume).
+    ClearErrors,
 }
 
 /// Typed edits of a TaskStatus (facts §2.5, §5).
@@ -182,6 +211,11 @@ pub enum StatusEdit {
         /// New checkpoint (ignored where lower than the stored one).
         checkpoint_ts: Ts,
     },
+    /// Set the admin job type mirrored from the info's state; no-op if the status is absent.
+    SetAdminJobType {
+        /// The job type.
+        admin_job_type: AdminJobType,
+    },
 }
 
 impl Patch {
@@ -214,6 +248,7 @@ impl Patch {
             Edit::TaskStatus(e) => edit_json(key, old, |s| e.apply(key, s)),
             Edit::TaskPosition(e) => edit_json(key, old, |p| Ok(e.apply(p))),
             Edit::ChangefeedStatus(e) => edit_json(key, old, |s| Ok(e.apply(s))),
+            Edit::ChangefeedInfo(e) => edit_json(key, old, |i| e.apply(key, i)),
         }
     }
 }
@@ -330,9 +365,46 @@ impl TaskPositionEdit {
     }
 }
 
+impl InfoEdit {
+    fn apply(
+        &self,
+        key: &str,
+        old: Option<ChangeFeedInfo>,
+    ) -> Result<Option<ChangeFeedInfo>, PatchError> {
+        let mut info = old.ok_or_else(|| precondition(key, "the changefeed info is gone"))?;
+        match self {
+            InfoEdit::SetState { state } => {
+                info.state = *state;
+                info.admin_job_type = state.admin_job_type();
+            }
+            InfoEdit::RecordErrors {
+                errors,
+                now_ms,
+                window_ms,
+            } => {
+                let history = info.history.get_or_insert_with(Vec::new);
+                for e in errors {
+                    history.push(*now_ms);
+                    info.error = Some(e.clone());
+                }
+                history.retain(|t| *t > now_ms - window_ms);
+            }
+            InfoEdit::ClearErrors => {
+                info.error = None;
+                info.history = None;
+            }
+        }
+        Ok(Some(info))
+    }
+}
+
 impl StatusEdit {
     fn apply(&self, old: Option<ChangeFeedStatus>) -> Option<ChangeFeedStatus> {
         match self {
+            StatusEdit::SetAdminJobType { admin_job_type } => old.map(|mut s| {
+                s.admin_job_type = *admin_job_type;
+                s
+            }),
             StatusEdit::Advance {
                 resolved_ts,
                 checkpoint_ts,

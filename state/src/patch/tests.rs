@@ -219,3 +219,86 @@ fn patches_serialize_as_readable_data() {
     assert_eq!(back, p);
     assert!(json.contains("set-op-status"), "{json}");
 }
+
+const INFO_KEY: &str = "/tidb/cdc/changefeed/info/cf";
+const INFO: &str = r#"{"sink-uri":"blackhole://","start-ts":5,"state":"normal","admin-job-type":0,"history":null,"error":null,"x-future":1}"#;
+
+#[test]
+fn info_set_state_writes_the_matching_admin_job_type_and_keeps_unknown_fields() {
+    let p = Patch::new(
+        INFO_KEY,
+        Edit::ChangefeedInfo(InfoEdit::SetState {
+            state: FeedState::Stopped,
+        }),
+    );
+    let v = put_value(p.apply(Some(INFO.as_bytes())).expect("apply"));
+    assert_eq!(v["state"], "stopped");
+    assert_eq!(v["admin-job-type"], 1);
+    assert_eq!(v["x-future"], 1);
+    assert!(
+        matches!(p.apply(None), Err(PatchError::Precondition { .. })),
+        "never resurrects a removed changefeed"
+    );
+}
+
+#[test]
+fn info_record_errors_trims_history_to_the_window() {
+    let e = |m: &str| RunningError {
+        code: "CDC:ErrProcessorUnknown".into(),
+        message: m.into(),
+        ..Default::default()
+    };
+    let p1 = Patch::new(
+        INFO_KEY,
+        Edit::ChangefeedInfo(InfoEdit::RecordErrors {
+            errors: vec![e("a")],
+            now_ms: 1_000,
+            window_ms: 120_000,
+        }),
+    );
+    let PatchOutcome::Put(after1) = p1.apply(Some(INFO.as_bytes())).expect("apply") else {
+        panic!()
+    };
+    let p2 = Patch::new(
+        INFO_KEY,
+        Edit::ChangefeedInfo(InfoEdit::RecordErrors {
+            errors: vec![e("b"), e("c")],
+            now_ms: 200_000,
+            window_ms: 120_000,
+        }),
+    );
+    let v = put_value(p2.apply(Some(&after1)).expect("apply"));
+    assert_eq!(
+        v["history"],
+        serde_json::json!([200_000, 200_000]),
+        "the entry at 1,000 fell out of the 2 min window"
+    );
+    assert_eq!(v["error"]["message"], "c");
+    let clear = Patch::new(INFO_KEY, Edit::ChangefeedInfo(InfoEdit::ClearErrors));
+    let v = put_value(
+        clear
+            .apply(Some(&serde_json::to_vec(&v).expect("json")))
+            .expect("apply"),
+    );
+    assert_eq!(v["history"], serde_json::Value::Null);
+    assert_eq!(v["error"], serde_json::Value::Null);
+}
+
+#[test]
+fn status_admin_job_type_is_mirrored_only_onto_an_existing_status() {
+    let key = "/tidb/cdc/job/cf";
+    let p = Patch::new(
+        key,
+        Edit::ChangefeedStatus(StatusEdit::SetAdminJobType {
+            admin_job_type: AdminJobType::Stop,
+        }),
+    );
+    assert_eq!(p.apply(None).expect("apply"), PatchOutcome::Unchanged);
+    let v = put_value(
+        p.apply(Some(
+            br#"{"resolved-ts":2,"checkpoint-ts":1,"admin-job-type":0}"#,
+        ))
+        .expect("apply"),
+    );
+    assert_eq!(v["admin-job-type"], 1);
+}
