@@ -238,10 +238,8 @@ async fn leases(s: &impl MetaStore) {
     s.revoke_lease(lease).await.expect("revoke");
     let (kvs, _) = s.get_prefix(p).await.expect("list");
     assert!(kvs.is_empty(), "revoking deletes the lease's keys");
-    assert!(matches!(
-        s.keep_alive_once(lease).await,
-        Err(StoreError::LeaseNotFound(_))
-    ));
+    let ka = s.keep_alive_once(lease).await;
+    assert!(matches!(ka, Err(StoreError::LeaseNotFound(_))), "{ka:?}");
     let err = s
         .txn(Txn {
             success: vec![TxnOp::Put {

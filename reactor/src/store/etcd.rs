@@ -100,6 +100,12 @@ impl EtcdStore {
 /// Maps an etcd-client error; `write` says whether the request may have been applied.
 fn map_error(what: &str, e: etcd_client::Error, write: bool) -> StoreError {
     let text = format!("{what}: {e}");
+    // etcd-client reports an unknown lease on keep-alive as its own error, not a gRPC status.
+    if let etcd_client::Error::LeaseKeepAliveError(msg) = &e {
+        if msg.contains("not found") {
+            return StoreError::LeaseNotFound(0);
+        }
+    }
     if let etcd_client::Error::GRpcStatus(status) = &e {
         let msg = status.message();
         if msg.contains("too many operations") || msg.contains("request is too large") {
@@ -390,6 +396,14 @@ mod tests {
                     tonic::Code::NotFound,
                     "etcdserver: requested lease not found"
                 ),
+                false
+            ),
+            StoreError::LeaseNotFound(_)
+        ));
+        assert!(matches!(
+            map_error(
+                "keep-alive",
+                etcd_client::Error::LeaseKeepAliveError("lease not found".into()),
                 false
             ),
             StoreError::LeaseNotFound(_)
