@@ -117,6 +117,8 @@ pub enum Edit {
     ChangefeedStatus(StatusEdit),
     /// A typed edit of a ChangeFeedInfo value.
     ChangefeedInfo(InfoEdit),
+    /// A typed edit of a TaskWorkload value.
+    TaskWorkload(WorkloadEdit),
 }
 
 /// Typed edits of a ChangeFeedInfo (facts §4.11). All require the info to exist: an owner
@@ -179,6 +181,19 @@ pub enum TaskStatusEdit {
     },
     /// Delete every operation in status Finished.
     DeleteFinishedOps,
+    /// A move's first half: like `RemoveTable { is_move: true }`, and the delete op also
+    /// records where the table goes next in the extra field
+    /// [`TableOperation::MOVE_TARGET_FIELD`](crate::model::TableOperation::MOVE_TARGET_FIELD)
+    /// (additive JSON, ignored by TiCDC), so the hand-over survives an owner restart
+    /// (facts §8.22). No-op if the status or the table is absent.
+    MoveTableOut {
+        /// The table.
+        table: TableId,
+        /// The stop ts.
+        boundary_ts: Ts,
+        /// The capture that re-adds the table once the delete op is Finished.
+        target: crate::ids::CaptureId,
+    },
 }
 
 /// Typed edits of a TaskPosition.
@@ -249,6 +264,7 @@ impl Patch {
             Edit::TaskPosition(e) => edit_json(key, old, |p| Ok(e.apply(p))),
             Edit::ChangefeedStatus(e) => edit_json(key, old, |s| Ok(e.apply(s))),
             Edit::ChangefeedInfo(e) => edit_json(key, old, |i| e.apply(key, i)),
+            Edit::TaskWorkload(e) => edit_json(key, old, |w| Ok(e.apply(w))),
         }
     }
 }
@@ -336,6 +352,23 @@ impl TaskStatusEdit {
                 }
                 s
             })),
+            TaskStatusEdit::MoveTableOut {
+                table,
+                boundary_ts,
+                target,
+            } => Ok(old.map(|mut s| {
+                let held = s.tables.as_ref().is_some_and(|t| t.contains_key(table));
+                if held {
+                    s.remove_table(*table, *boundary_ts, true);
+                    if let Some(op) = s.operation.as_mut().and_then(|ops| ops.get_mut(table)) {
+                        op.extra.insert(
+                            crate::model::TableOperation::MOVE_TARGET_FIELD.to_owned(),
+                            serde_json::Value::String(target.as_str().to_owned()),
+                        );
+                    }
+                }
+                s
+            })),
         }
     }
 }
@@ -413,6 +446,33 @@ impl StatusEdit {
                 s.resolved_ts = *resolved_ts;
                 s.checkpoint_ts = s.checkpoint_ts.max(*checkpoint_ts);
                 Some(s)
+            }
+        }
+    }
+}
+
+/// Typed edits of a TaskWorkload (facts §2.7), written by the processor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum WorkloadEdit {
+    /// Make the map hold exactly these tables with these workloads, creating the key if
+    /// absent. Entries kept keep their unknown JSON fields.
+    Set {
+        /// Table id → workload (TiCDC v5 always writes 1).
+        tables: std::collections::BTreeMap<TableId, u64>,
+    },
+}
+
+impl WorkloadEdit {
+    fn apply(&self, old: Option<crate::model::TaskWorkload>) -> Option<crate::model::TaskWorkload> {
+        match self {
+            WorkloadEdit::Set { tables } => {
+                let mut w = old.unwrap_or_default();
+                w.0.retain(|t, _| tables.contains_key(t));
+                for (t, load) in tables {
+                    w.0.entry(*t).or_default().workload = *load;
+                }
+                Some(w)
             }
         }
     }

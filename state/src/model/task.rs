@@ -5,10 +5,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{is_zero_u64, AdminJobType, Extra, RunningError};
+use super::codec::{serialize_opt_table_map, serialize_table_map};
+use super::{AdminJobType, Extra, RunningError};
 use crate::ids::{TableId, Ts};
 
-/// `OperFlagMoveTable`: re-add the table after the delete finishes.
+/// `OperFlagMoveTable`, bit 1 of [`TableOperation::flag`]: re-add the table after the delete
+/// finishes (TiCDC v5's owner never sets it; rcdc's table move does).
 pub const OPER_FLAG_MOVE_TABLE: u64 = 1;
 
 /// Progress of one table operation, stored as an integer and omitted when Dispatched.
@@ -32,6 +34,16 @@ impl OperationStatus {
             OperationStatus::Finished => 2,
         }
     }
+    /// From the Go integer; `None` for values TiCDC does not define.
+    pub fn from_code(code: u64) -> Option<Self> {
+        match code {
+            0 => Some(OperationStatus::Dispatched),
+            1 => Some(OperationStatus::Processed),
+            2 => Some(OperationStatus::Finished),
+            _ => None,
+        }
+    }
+    // `&self` because serde's `skip_serializing_if` passes a reference.
     fn is_dispatched(&self) -> bool {
         *self == OperationStatus::Dispatched
     }
@@ -45,19 +57,17 @@ impl Serialize for OperationStatus {
 
 impl<'de> Deserialize<'de> for OperationStatus {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match u64::deserialize(d)? {
-            0 => Ok(OperationStatus::Dispatched),
-            1 => Ok(OperationStatus::Processed),
-            2 => Ok(OperationStatus::Finished),
-            n => Err(serde::de::Error::custom(format!(
-                "unknown table operation status {n} (expected 0, 1 or 2)"
-            ))),
-        }
+        let code = u64::deserialize(d)?;
+        OperationStatus::from_code(code).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown table operation status {code} (expected 0, 1 or 2)"
+            ))
+        })
     }
 }
 
 /// A table a capture replicates.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableReplicaInfo {
     /// Replicate changes after this ts.
     #[serde(rename = "start-ts", default)]
@@ -71,7 +81,7 @@ pub struct TableReplicaInfo {
 }
 
 /// An add or remove of one table, acknowledged through `status`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableOperation {
     /// Deprecated; the processor still sets it when the op finishes.
     #[serde(default)]
@@ -80,7 +90,7 @@ pub struct TableOperation {
     #[serde(default)]
     pub delete: bool,
     /// Bit flags; [`OPER_FLAG_MOVE_TABLE`]. Omitted when 0.
-    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub flag: u64,
     /// Add: the start ts. Remove: the stop ts, then the table's final checkpoint.
     #[serde(default)]
@@ -109,18 +119,22 @@ impl TableOperation {
 }
 
 /// `<prefix>/task/status/<capture>/<changefeed>`: the tables a capture holds and the
-/// operations in flight.
+/// operations in flight (facts §2.5, §5).
 ///
-/// `tables` and `operation` are `Option` because Go distinguishes a nil map (`null`, as the
-/// owner creates an empty status) from an empty one (`{}`, after the last table left); both
-/// round-trip as they were written.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// Go nil vs empty: `tables` and `operation` are `Option` because Go writes a nil map as
+/// `null` (the owner creates a status as `{"tables":null,"operation":null,"admin-job-type":0}`)
+/// and an empty one as `{}` (after the last table left, or the last op was deleted). `None`
+/// is `null` and `Some(empty)` is `{}`, so both round-trip as written; the mutators create and
+/// keep maps exactly where Go's do. Use [`TaskStatus::is_empty`] to ask "nothing in it",
+/// which treats both alike. Table maps are written in Go's key order (decimal strings sorted
+/// as strings).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskStatus {
     /// Tables replicated (or being added).
-    #[serde(default)]
+    #[serde(default, serialize_with = "serialize_opt_table_map")]
     pub tables: Option<BTreeMap<TableId, TableReplicaInfo>>,
     /// Operations in flight.
-    #[serde(default)]
+    #[serde(default, serialize_with = "serialize_opt_table_map")]
     pub operation: Option<BTreeMap<TableId, TableOperation>>,
     /// Never set by the v5 owner; read by processors.
     #[serde(rename = "admin-job-type", default)]
@@ -182,7 +196,7 @@ impl TaskStatus {
 }
 
 /// `<prefix>/task/position/<capture>/<changefeed>`: a processor's progress.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskPosition {
     /// Min checkpoint over the capture's tables.
     #[serde(rename = "checkpoint-ts", default)]
@@ -202,7 +216,7 @@ pub struct TaskPosition {
 }
 
 /// The workload of one table.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkloadInfo {
     /// TiCDC v5 always writes 1.
     #[serde(default)]
@@ -212,10 +226,51 @@ pub struct WorkloadInfo {
     pub extra: Extra,
 }
 
-/// `<prefix>/task/workload/<capture>/<changefeed>`: table id → workload.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// `<prefix>/task/workload/<capture>/<changefeed>`: table id → workload, a bare JSON object.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct TaskWorkload(pub BTreeMap<TableId, WorkloadInfo>);
+
+impl Serialize for TaskWorkload {
+    /// Keys in Go's order, like every table map here.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serialize_table_map(&self.0, s)
+    }
+}
+
+impl TaskWorkload {
+    /// The sum of the workloads: the capture's load as TiCDC's scheduler counts it.
+    pub fn total(&self) -> u64 {
+        self.0
+            .values()
+            .fold(0u64, |acc, w| acc.saturating_add(w.workload))
+    }
+}
+
+// `&u64` because serde's `skip_serializing_if` passes a reference.
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+impl TableOperation {
+    /// The extra JSON field of a delete op in which rcdc records the capture a moved table goes
+    /// to (written by `TaskStatusEdit::MoveTableOut`). TiCDC ignores unknown fields when it
+    /// reads the status (though a Go writer would drop them; mixed clusters are not a goal,
+    /// target-design §2), and rcdc keeps them through `extra`.
+    pub const MOVE_TARGET_FIELD: &'static str = "rcdc-move-target";
+
+    /// Where this move op sends the table: the recorded target of a delete op flagged as a
+    /// move, if any (a TiCDC-written op has none).
+    pub fn move_target(&self) -> Option<crate::ids::CaptureId> {
+        if !self.delete || !self.is_move() {
+            return None;
+        }
+        match self.extra.get(Self::MOVE_TARGET_FIELD) {
+            Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s.as_str().into()),
+            _ => None,
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests;

@@ -302,3 +302,114 @@ fn status_admin_job_type_is_mirrored_only_onto_an_existing_status() {
     );
     assert_eq!(v["admin-job-type"], 1);
 }
+
+#[test]
+fn move_table_out_records_the_target_in_the_op() {
+    let old = r#"{"tables":{"45":{"start-ts":1,"mark-table-id":0},"46":{"start-ts":1,"mark-table-id":0}},"operation":null,"admin-job-type":0}"#;
+    let p = Patch::new(
+        KEY,
+        Edit::TaskStatus(TaskStatusEdit::MoveTableOut {
+            table: TableId(45),
+            boundary_ts: Ts(8),
+            target: "c2".into(),
+        }),
+    );
+    let v = put_value(p.apply(Some(old.as_bytes())).expect("apply"));
+    assert!(v["tables"].get("45").is_none());
+    assert!(v["tables"].get("46").is_some());
+    let op = &v["operation"]["45"];
+    assert_eq!(op["delete"], true);
+    assert_eq!(op["flag"], 1);
+    assert_eq!(op["boundary_ts"], 8);
+    assert_eq!(op["rcdc-move-target"], "c2");
+    assert!(op.get("status").is_none());
+
+    // The target survives a decode (an owner restart) and a TiCDC-style read-modify-write.
+    let s = status(&serde_json::to_string(&v).expect("json"));
+    let ops = s.operation.as_ref().expect("ops");
+    assert_eq!(ops[&TableId(45)].move_target(), Some("c2".into()));
+    let acked = Patch::new(
+        KEY,
+        Edit::TaskStatus(TaskStatusEdit::SetOpStatus {
+            table: TableId(45),
+            status: OperationStatus::Finished,
+            boundary_ts: Some(Ts(9)),
+        }),
+    );
+    let bytes = serde_json::to_vec(&v).expect("json");
+    let v = put_value(acked.apply(Some(&bytes)).expect("apply"));
+    assert_eq!(v["operation"]["45"]["rcdc-move-target"], "c2");
+    assert_eq!(v["operation"]["45"]["status"], 2);
+}
+
+#[test]
+fn move_table_out_of_an_absent_table_or_status_changes_nothing() {
+    let p = Patch::new(
+        KEY,
+        Edit::TaskStatus(TaskStatusEdit::MoveTableOut {
+            table: TableId(45),
+            boundary_ts: Ts(8),
+            target: "c2".into(),
+        }),
+    );
+    assert_eq!(p.apply(None).expect("apply"), PatchOutcome::Unchanged);
+    // An op already in flight for the table is not overwritten with a move target.
+    let old = r#"{"tables":{},"operation":{"45":{"done":false,"delete":true,"boundary_ts":3}},"admin-job-type":0}"#;
+    assert_eq!(
+        p.apply(Some(old.as_bytes())).expect("apply"),
+        PatchOutcome::Unchanged
+    );
+}
+
+#[test]
+fn move_target_is_only_read_from_move_delete_ops() {
+    let op = |json: &str| -> crate::model::TableOperation {
+        serde_json::from_str(json).expect("test json")
+    };
+    let with = r#"{"done":false,"delete":true,"flag":1,"boundary_ts":3,"rcdc-move-target":"c2"}"#;
+    assert_eq!(op(with).move_target(), Some("c2".into()));
+    for none in [
+        r#"{"done":false,"delete":true,"flag":1,"boundary_ts":3}"#,
+        r#"{"done":false,"delete":true,"boundary_ts":3,"rcdc-move-target":"c2"}"#,
+        r#"{"done":false,"delete":false,"flag":1,"boundary_ts":3,"rcdc-move-target":"c2"}"#,
+        r#"{"done":false,"delete":true,"flag":1,"boundary_ts":3,"rcdc-move-target":""}"#,
+        r#"{"done":false,"delete":true,"flag":1,"boundary_ts":3,"rcdc-move-target":7}"#,
+    ] {
+        assert_eq!(op(none).move_target(), None, "{none}");
+    }
+}
+
+#[test]
+fn workload_set_creates_replaces_and_keeps_unknown_fields() {
+    const WKEY: &str = "/tidb/cdc/task/workload/c1/cf";
+    let set = |tables: &[(i64, u64)]| {
+        Patch::new(
+            WKEY,
+            Edit::TaskWorkload(WorkloadEdit::Set {
+                tables: tables.iter().map(|(t, w)| (TableId(*t), *w)).collect(),
+            }),
+        )
+    };
+    let v = put_value(set(&[(45, 1), (47, 1)]).apply(None).expect("apply"));
+    assert_eq!(
+        v,
+        serde_json::json!({"45":{"workload":1},"47":{"workload":1}})
+    );
+
+    let old = br#"{"45":{"workload":1,"x":7},"46":{"workload":1}}"#;
+    let v = put_value(set(&[(45, 1), (47, 1)]).apply(Some(old)).expect("apply"));
+    assert_eq!(
+        v,
+        serde_json::json!({"45":{"workload":1,"x":7},"47":{"workload":1}})
+    );
+
+    let same = br#"{"45":{"workload":1}}"#;
+    assert_eq!(
+        set(&[(45, 1)]).apply(Some(same)).expect("apply"),
+        PatchOutcome::Unchanged
+    );
+    assert!(matches!(
+        set(&[]).apply(Some(b"[1]")),
+        Err(PatchError::Decode { .. })
+    ));
+}
