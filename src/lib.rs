@@ -5,6 +5,7 @@
 //! this crate will hold the roles (capture, owner, processor, upstreams, sinks, API, CLI) as
 //! one directory each, every role split into a pure `tick.rs` and its IO runtime.
 
+pub mod capture;
 pub mod owner;
 
 pub use rcdc_reactor as reactor;
