@@ -4,5 +4,12 @@
 //!
 //! - [`feed_state`]: the changefeed state machine (admin jobs, error history, exponential
 //!   backoff, failing).
+//! - [`progress`]: resolved ts and a monotonic checkpoint, written once per flush interval.
+//! - [`gc`]: the GC safe point as an effect, and the lost-snapshot check.
+//! - [`scheduler`]: the table scheduler (dispatch, re-dispatch, rebalance, move table) on the
+//!   task-status operation protocol.
 
 pub mod feed_state;
+pub mod gc;
+pub mod progress;
+pub mod scheduler;

@@ -28,7 +28,8 @@ impl Tester {
         );
         kv.insert(
             layout.status(&CF.into()),
-            format!(r#"{{"resolved-ts":9,"checkpoint-ts":8,"admin-job-type":{admin}}}"#).into_bytes(),
+            format!(r#"{{"resolved-ts":9,"checkpoint-ts":8,"admin-job-type":{admin}}}"#)
+                .into_bytes(),
         );
         kv.insert("/tidb/cdc/task/status/c1/cf".into(), br#"{"tables":{"1":{"start-ts":5,"mark-table-id":0}},"operation":null,"admin-job-type":0}"#.to_vec());
         kv.insert(

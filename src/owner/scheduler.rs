@@ -1,0 +1,621 @@
+//! The owner's table scheduler for one changefeed (target-design §6, facts §5), as a pure
+//! function of the snapshot, the live captures, the changefeed's table set and injected time.
+//!
+//! # Protocol
+//! Everything travels in the `task/status/<capture>/<changefeed>` keys (facts §2.5, §5):
+//!
+//! ```text
+//! owner ADD:     tables[t] = {start-ts: b}, operation[t] = {delete: false, boundary_ts: b}
+//! processor:     status 1 (Processed), then 2 (Finished) once the table caught up
+//! owner:         deletes the Finished op
+//!
+//! owner REMOVE:  tables[t] deleted, operation[t] = {delete: true, boundary_ts: b}
+//!                (a move also sets flag 1 and "rcdc-move-target": "<capture>")
+//! processor:     status 1, then 2 when the pipeline stopped (boundary = table checkpoint)
+//! owner:         deletes the Finished op; for a move, in the SAME patch group, adds the
+//!                table on the recorded target (an atomic hand-over)
+//! ```
+//!
+//! Each [`TableScheduler::tick`], in order:
+//! 1. index `table → capture` from `tables` and non-finished ops of every live capture's
+//!    TaskStatus; a table under two captures is an error (TiCDC's `ErrTableListenReplicated`)
+//!    and nothing is scheduled;
+//! 2. delete Finished ops; a finished move re-adds its table on the recorded target;
+//! 3. remove tables no longer in the changefeed (dropped by DDL);
+//! 4. add unassigned tables to the least-loaded live capture (ties: capture id order);
+//! 5. run queued move requests;
+//! 6. rebalance, but only when the changefeed has settled (no op anywhere, nothing patched);
+//! 7. report `settled`, which gates the changefeed status update (facts §4.10).
+//!
+//! All patches of a tick go in one [`PatchGroup`], so every hand-over (finished remove deleted,
+//! table added elsewhere) is atomic: **a table is never added while another capture still
+//! holds it** in `tables` or in a pending op. Task statuses of captures that are not alive are
+//! ignored here (deleting them is the preflight's job), so their tables get re-dispatched.
+//!
+//! # TiCDC v5 bugs fixed (facts §8.19–8.22)
+//! - §8.19, periodic rebalance was a TODO and rebalance removed arbitrary tables: here a
+//!   rebalance also runs every [`SchedulerConfig::rebalance_interval_ms`] when the spread of
+//!   table counts exceeds [`SchedulerConfig::rebalance_skew`]; it picks the highest table ids
+//!   of over-loaded captures and moves them straight to the under-loaded ones (with a
+//!   recorded target) instead of removing them and hoping the re-dispatch lands well.
+//! - §8.20, load underflow: TiCDC subtracted 1 from a u64 workload for every remove job, so a
+//!   capture without a workload key wrapped to `u64::MAX` and was never chosen again. Here the
+//!   load is the number of tables in the capture's `tables` (which already excludes tables
+//!   being removed) plus this tick's assignments, with saturating arithmetic throughout.
+//! - §8.21, one move of an unknown table blocked the move queue forever: here a move of an
+//!   unknown table, or to a capture that is not alive, is rejected with a reason and dropped,
+//!   and the other requests proceed; a move of a busy table waits in the queue.
+//! - §8.22, the move target lived only in the owner's memory: here it is written into the
+//!   delete op itself (`TaskStatusEdit::MoveTableOut`, extra field `rcdc-move-target`), so a new
+//!   owner finishes the move exactly as the old one would have.
+//!
+//! Cost: a tick is O(T + M·log M) for T tables and M captures of the changefeed (the index is
+//! rebuilt from the snapshot each tick); no HashMap, so the output is deterministic.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rcdc_state::model::{CaptureInfo, OperationStatus};
+use rcdc_state::patch::TaskStatusEdit;
+use rcdc_state::{
+    CaptureId, CdcKey, ChangefeedId, ChangefeedState, Edit, KeyLayout, PatchGroup, TableId, Ts,
+};
+
+/// Rebalance tuning.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SchedulerConfig {
+    /// How often the periodic skew check runs, milliseconds.
+    pub rebalance_interval_ms: u64,
+    /// The periodic check rebalances when the largest minus the smallest table count per live
+    /// capture exceeds this.
+    pub rebalance_skew: usize,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            rebalance_interval_ms: 60_000,
+            rebalance_skew: 1,
+        }
+    }
+}
+
+/// An operator's scheduling request (the HTTP API's move-table and rebalance).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScheduleRequest {
+    /// Move one table to a capture.
+    MoveTable {
+        /// The table.
+        table: TableId,
+        /// The capture that should replicate it.
+        target: CaptureId,
+    },
+    /// Even out the table counts across live captures.
+    Rebalance,
+}
+
+/// What one tick decided.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ScheduleOutcome {
+    /// Patch groups to commit (at most one, labelled `changefeed/<id>/schedule`).
+    pub groups: Vec<PatchGroup>,
+    /// No op in flight in any TaskStatus of the changefeed and nothing patched this tick: the
+    /// owner may update the changefeed status (facts §4.10).
+    pub settled: bool,
+    /// Requests dropped this tick, with the reason.
+    pub rejected: Vec<(ScheduleRequest, String)>,
+    /// An inconsistency that stops scheduling (nothing is patched while it lasts).
+    pub error: Option<String>,
+}
+
+/// The scheduler of one changefeed. Its memory is only the request queue and rebalance
+/// bookkeeping: everything about tables in flight is read back from etcd every tick, so a new
+/// instance (a new owner) continues where the old one stopped.
+#[derive(Clone, Debug)]
+pub struct TableScheduler {
+    changefeed: ChangefeedId,
+    config: SchedulerConfig,
+    /// Queued move requests, oldest first.
+    moves: Vec<(TableId, CaptureId)>,
+    /// A rebalance was asked for (API) and has not run yet.
+    rebalance_requested: bool,
+    /// The live capture set changed and the rebalance it calls for has not run yet.
+    captures_changed: bool,
+    /// The live capture set seen by the previous tick (`None` before the first tick, which
+    /// therefore counts as a change, like TiCDC's `lastTickCaptureCount = 0`).
+    last_captures: Option<BTreeSet<CaptureId>>,
+    /// When the periodic skew check last ran (`None` before the first tick).
+    last_check_ms: Option<u64>,
+}
+
+/// Where a table is, in this tick's working view.
+#[derive(Clone, Debug)]
+struct Hold {
+    capture: CaptureId,
+    /// In the holder's `tables`.
+    in_tables: bool,
+    /// An op exists for it (or this tick patches one): it must not be moved now.
+    busy: bool,
+    /// The holder already has a pending (unfinished) delete op for it.
+    removing: bool,
+}
+
+/// A finished delete op found on a capture.
+struct FinishedRemove {
+    table: TableId,
+    target: Option<CaptureId>,
+}
+
+impl TableScheduler {
+    /// A scheduler for `changefeed` with nothing queued.
+    pub fn new(changefeed: ChangefeedId, config: SchedulerConfig) -> Self {
+        Self {
+            changefeed,
+            config,
+            moves: Vec::new(),
+            rebalance_requested: false,
+            captures_changed: false,
+            last_captures: None,
+            last_check_ms: None,
+        }
+    }
+
+    /// The changefeed this scheduler serves.
+    pub fn changefeed(&self) -> &ChangefeedId {
+        &self.changefeed
+    }
+
+    /// Queues a request for the next tick. Move requests run in order; several rebalance
+    /// requests before the rebalance runs are one.
+    pub fn request(&mut self, req: ScheduleRequest) {
+        match req {
+            ScheduleRequest::MoveTable { table, target } => self.moves.push((table, target)),
+            ScheduleRequest::Rebalance => self.rebalance_requested = true,
+        }
+    }
+
+    /// Move requests still waiting (their table had an op in flight).
+    pub fn pending_moves(&self) -> usize {
+        self.moves.len()
+    }
+
+    /// One scheduling round. `captures` are the live captures, `current_tables` the tables the
+    /// changefeed should replicate now, `checkpoint` the changefeed checkpoint (the boundary of
+    /// every op written), `now_ms` the owner's clock.
+    pub fn tick(
+        &mut self,
+        layout: &KeyLayout,
+        cf: &ChangefeedState,
+        captures: &BTreeMap<CaptureId, CaptureInfo>,
+        current_tables: &BTreeSet<TableId>,
+        checkpoint: Ts,
+        now_ms: u64,
+    ) -> ScheduleOutcome {
+        let alive: BTreeSet<CaptureId> = captures.keys().cloned().collect();
+        if self.last_captures.as_ref() != Some(&alive) {
+            self.captures_changed = true;
+            self.last_captures = Some(alive);
+        }
+        let last_check = *self.last_check_ms.get_or_insert(now_ms);
+
+        let mut out = ScheduleOutcome::default();
+        if let Some(error) = self.check_task_statuses_decode(layout, cf, captures) {
+            out.error = Some(error);
+            return out;
+        }
+        // 1. Who holds what.
+        let index = match Index::build(cf, captures) {
+            Ok(index) => index,
+            Err(error) => {
+                out.error = Some(error);
+                return out;
+            }
+        };
+        let Index {
+            mut holds,
+            mut load,
+            finished,
+        } = index;
+
+        let changefeed = self.changefeed.clone();
+        let mut plan = Plan {
+            layout,
+            changefeed: &changefeed,
+            group: PatchGroup::new(format!("changefeed/{}/schedule", self.changefeed)),
+            checkpoint,
+        };
+
+        // 2. Finished ops: delete them; a finished move hands its table to the target.
+        for (capture, removes) in &finished {
+            plan.push(capture, TaskStatusEdit::DeleteFinishedOps);
+            for r in removes {
+                let Some(target) = r.target.as_ref() else {
+                    continue;
+                };
+                if !current_tables.contains(&r.table)
+                    || !captures.contains_key(target)
+                    || holds.contains_key(&r.table)
+                {
+                    // Dropped meanwhile, target gone, or somehow held: step 3/4 decide.
+                    continue;
+                }
+                plan.add(target, r.table);
+                bump(&mut load, target);
+                holds.insert(r.table, Hold::added(target.clone()));
+            }
+        }
+
+        // 3. Tables no longer in the changefeed: remove them from their holder.
+        for (table, hold) in holds.iter_mut() {
+            if current_tables.contains(table) || hold.removing || !hold.in_tables {
+                continue;
+            }
+            plan.push(
+                &hold.capture,
+                TaskStatusEdit::RemoveTable {
+                    table: *table,
+                    boundary_ts: checkpoint,
+                    is_move: false,
+                },
+            );
+            if let Some(n) = load.get_mut(&hold.capture) {
+                *n = n.saturating_sub(1);
+            }
+            hold.busy = true;
+            hold.removing = true;
+            hold.in_tables = false;
+        }
+
+        // 4. Unassigned tables: to the least-loaded live capture, ties by capture id.
+        let mut by_load: BTreeSet<(usize, CaptureId)> =
+            load.iter().map(|(c, n)| (*n, c.clone())).collect();
+        for table in current_tables {
+            if holds.contains_key(table) {
+                continue;
+            }
+            let Some((n, capture)) = by_load.pop_first() else {
+                break; // no live capture: nothing can be scheduled
+            };
+            plan.add(&capture, *table);
+            holds.insert(*table, Hold::added(capture.clone()));
+            by_load.insert((n.saturating_add(1), capture));
+        }
+        let load: BTreeMap<CaptureId, usize> = by_load.into_iter().map(|(n, c)| (c, n)).collect();
+
+        // 5. Manual moves.
+        self.run_moves(&mut plan, &mut holds, captures, current_tables, &mut out);
+
+        // 6. Rebalance, once everything has settled.
+        let ops_in_flight = cf
+            .task_statuses
+            .values()
+            .any(|s| s.operation.as_ref().is_some_and(|ops| !ops.is_empty()));
+        let periodic_due = now_ms >= last_check.saturating_add(self.config.rebalance_interval_ms);
+        let wanted = self.rebalance_requested || self.captures_changed || periodic_due;
+        if wanted && !ops_in_flight && plan.group.is_empty() {
+            let threshold = if self.rebalance_requested || self.captures_changed {
+                1
+            } else {
+                self.config.rebalance_skew
+            };
+            let skew = spread(&load);
+            if skew > threshold {
+                for (table, from, to) in rebalance_moves(&load, &holds) {
+                    plan.push(
+                        &from,
+                        TaskStatusEdit::MoveTableOut {
+                            table,
+                            boundary_ts: checkpoint,
+                            target: to,
+                        },
+                    );
+                }
+            }
+            self.rebalance_requested = false;
+            self.captures_changed = false;
+            self.last_check_ms = Some(now_ms);
+        }
+
+        out.settled = !ops_in_flight && plan.group.is_empty();
+        if !plan.group.is_empty() {
+            out.groups.push(plan.group);
+        }
+        out
+    }
+
+    /// A corrupt TaskStatus of a live capture hides which tables it holds; scheduling around
+    /// it could replicate a table twice, so nothing is scheduled until it is repaired.
+    fn check_task_statuses_decode(
+        &self,
+        layout: &KeyLayout,
+        cf: &ChangefeedState,
+        captures: &BTreeMap<CaptureId, CaptureInfo>,
+    ) -> Option<String> {
+        let bad: Vec<&str> = cf
+            .corrupt
+            .keys()
+            .filter(|key| {
+                matches!(
+                    layout.parse(key),
+                    Some(CdcKey::TaskStatus { capture, .. }) if captures.contains_key(&capture)
+                )
+            })
+            .map(String::as_str)
+            .collect();
+        (!bad.is_empty()).then(|| {
+            format!(
+                "changefeed {}: task status {} does not decode; not scheduling",
+                self.changefeed,
+                bad.join(", ")
+            )
+        })
+    }
+
+    /// Runs queued moves: invalid ones are rejected and dropped, moves of busy tables wait.
+    fn run_moves(
+        &mut self,
+        plan: &mut Plan<'_>,
+        holds: &mut BTreeMap<TableId, Hold>,
+        captures: &BTreeMap<CaptureId, CaptureInfo>,
+        current_tables: &BTreeSet<TableId>,
+        out: &mut ScheduleOutcome,
+    ) {
+        let mut waiting = Vec::new();
+        for (table, target) in std::mem::take(&mut self.moves) {
+            let reject = |reason: String| {
+                (
+                    ScheduleRequest::MoveTable {
+                        table,
+                        target: target.clone(),
+                    },
+                    reason,
+                )
+            };
+            if !current_tables.contains(&table) {
+                out.rejected.push(reject(format!(
+                    "table {table} is not replicated by changefeed {}",
+                    self.changefeed
+                )));
+                continue;
+            }
+            if !captures.contains_key(&target) {
+                out.rejected
+                    .push(reject(format!("target capture {target} is not alive")));
+                continue;
+            }
+            let Some(hold) = holds.get_mut(&table) else {
+                out.rejected.push(reject(format!(
+                    "table {table} is not assigned to any capture"
+                )));
+                continue;
+            };
+            if hold.capture == target {
+                out.rejected.push(reject(format!(
+                    "table {table} is already on capture {target}"
+                )));
+                continue;
+            }
+            if hold.busy {
+                waiting.push((table, target));
+                continue;
+            }
+            plan.push(
+                &hold.capture,
+                TaskStatusEdit::MoveTableOut {
+                    table,
+                    boundary_ts: plan.checkpoint,
+                    target,
+                },
+            );
+            hold.busy = true;
+        }
+        self.moves = waiting;
+    }
+}
+
+/// The patch group of one tick under construction.
+struct Plan<'a> {
+    layout: &'a KeyLayout,
+    changefeed: &'a ChangefeedId,
+    group: PatchGroup,
+    checkpoint: Ts,
+}
+
+impl Plan<'_> {
+    fn push(&mut self, capture: &CaptureId, edit: TaskStatusEdit) {
+        let key = self.layout.task_status(capture, self.changefeed);
+        self.group.push(key, Edit::TaskStatus(edit));
+    }
+
+    fn add(&mut self, capture: &CaptureId, table: TableId) {
+        self.push(
+            capture,
+            TaskStatusEdit::AddTable {
+                table,
+                start_ts: self.checkpoint,
+                boundary_ts: self.checkpoint,
+            },
+        );
+    }
+}
+
+impl Hold {
+    fn added(capture: CaptureId) -> Self {
+        Hold {
+            capture,
+            in_tables: true,
+            busy: true,
+            removing: false,
+        }
+    }
+}
+
+/// Who holds what, read from the live captures' task statuses.
+struct Index {
+    holds: BTreeMap<TableId, Hold>,
+    /// Tables in `tables` per live capture (0 for a capture without a TaskStatus).
+    load: BTreeMap<CaptureId, usize>,
+    /// Captures with Finished ops, and the finished delete ops among them.
+    finished: BTreeMap<CaptureId, Vec<FinishedRemove>>,
+}
+
+impl Index {
+    fn build(
+        cf: &ChangefeedState,
+        captures: &BTreeMap<CaptureId, CaptureInfo>,
+    ) -> Result<Index, String> {
+        let mut holds: BTreeMap<TableId, Hold> = BTreeMap::new();
+        let mut load: BTreeMap<CaptureId, usize> =
+            captures.keys().map(|c| (c.clone(), 0)).collect();
+        let mut finished: BTreeMap<CaptureId, Vec<FinishedRemove>> = BTreeMap::new();
+        let mut conflicts: BTreeSet<String> = BTreeSet::new();
+
+        let mut hold = |table: TableId, h: Hold| match holds.get_mut(&table) {
+            Some(old) if old.capture != h.capture => {
+                conflicts.insert(format!(
+                    "table {table} is held by both capture {} and capture {}",
+                    old.capture, h.capture
+                ));
+            }
+            Some(old) => {
+                old.in_tables |= h.in_tables;
+                old.busy |= h.busy;
+                old.removing |= h.removing;
+            }
+            None => {
+                holds.insert(table, h);
+            }
+        };
+
+        for (capture, status) in &cf.task_statuses {
+            if !captures.contains_key(capture) {
+                continue;
+            }
+            let ops = status.operation.as_ref();
+            if let Some(tables) = status.tables.as_ref() {
+                load.insert(capture.clone(), tables.len());
+                for table in tables.keys() {
+                    let busy = ops.is_some_and(|o| o.contains_key(table));
+                    hold(
+                        *table,
+                        Hold {
+                            capture: capture.clone(),
+                            in_tables: true,
+                            busy,
+                            removing: false,
+                        },
+                    );
+                }
+            }
+            for (table, op) in ops.into_iter().flatten() {
+                if op.status == OperationStatus::Finished {
+                    let entry = finished.entry(capture.clone()).or_default();
+                    if op.delete {
+                        // Deleted in this tick's group: the table is released atomically.
+                        entry.push(FinishedRemove {
+                            table: *table,
+                            target: op.move_target(),
+                        });
+                        continue;
+                    }
+                }
+                hold(
+                    *table,
+                    Hold {
+                        capture: capture.clone(),
+                        in_tables: false,
+                        busy: true,
+                        removing: op.delete,
+                    },
+                );
+            }
+        }
+        if conflicts.is_empty() {
+            Ok(Index {
+                holds,
+                load,
+                finished,
+            })
+        } else {
+            Err(format!(
+                "ErrTableListenReplicated: {}; not scheduling",
+                conflicts.into_iter().collect::<Vec<_>>().join("; ")
+            ))
+        }
+    }
+}
+
+fn bump(load: &mut BTreeMap<CaptureId, usize>, capture: &CaptureId) {
+    if let Some(n) = load.get_mut(capture) {
+        *n = n.saturating_add(1);
+    }
+}
+
+/// Largest minus smallest table count over the live captures (0 without captures).
+fn spread(load: &BTreeMap<CaptureId, usize>) -> usize {
+    let max = load.values().copied().max().unwrap_or(0);
+    let min = load.values().copied().min().unwrap_or(0);
+    max.saturating_sub(min)
+}
+
+/// The moves that bring every live capture to `floor(T/M)` or `ceil(T/M)` tables with the
+/// fewest moves: the captures that hold the most keep the `T mod M` ceil slots (ties by
+/// capture id), over-loaded captures give up their highest table ids first (tables with an
+/// op in flight are skipped), and under-loaded captures fill up in capture id order.
+fn rebalance_moves(
+    load: &BTreeMap<CaptureId, usize>,
+    holds: &BTreeMap<TableId, Hold>,
+) -> Vec<(TableId, CaptureId, CaptureId)> {
+    let n = load.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let total: usize = load.values().sum();
+    let (base, extra) = (total / n, total % n);
+    let mut order: Vec<(&CaptureId, usize)> = load.iter().map(|(c, n)| (c, *n)).collect();
+    order.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    let target: BTreeMap<&CaptureId, usize> = order
+        .iter()
+        .enumerate()
+        .map(|(i, (c, _))| (*c, if i < extra { base + 1 } else { base }))
+        .collect();
+
+    // Movable tables per capture, highest ids first.
+    let mut movable: BTreeMap<&CaptureId, Vec<TableId>> = BTreeMap::new();
+    for (table, hold) in holds.iter().rev() {
+        if hold.in_tables && !hold.busy {
+            movable.entry(&hold.capture).or_default().push(*table);
+        }
+    }
+    let mut surplus: Vec<(TableId, &CaptureId)> = Vec::new();
+    for (capture, n) in load {
+        let want = target.get(capture).copied().unwrap_or(*n);
+        let give = n.saturating_sub(want);
+        if let Some(tables) = movable.get(capture) {
+            surplus.extend(tables.iter().take(give).map(|t| (*t, capture)));
+        }
+    }
+    let mut deficits: Vec<(&CaptureId, usize)> = load
+        .iter()
+        .filter_map(|(c, n)| {
+            let want = target.get(c).copied().unwrap_or(*n);
+            (want > *n).then(|| (c, want - *n))
+        })
+        .collect();
+
+    let mut moves = Vec::new();
+    let mut slot = 0;
+    for (table, from) in surplus {
+        while slot < deficits.len() && deficits[slot].1 == 0 {
+            slot += 1;
+        }
+        let Some((to, left)) = deficits.get_mut(slot) else {
+            break;
+        };
+        *left -= 1;
+        moves.push((table, from.clone(), (*to).clone()));
+    }
+    moves
+}
+
+#[cfg(test)]
+mod tests;
