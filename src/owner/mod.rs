@@ -2,6 +2,7 @@
 //! (target-design §6). Work in progress for issue #3: the pieces below are complete and
 //! tested on their own; `Owner::tick`, which composes them and emits effects, comes next.
 //!
+//! - [`tick`]: [`tick::Owner::tick`] composes the pieces below per changefeed.
 //! - [`feed_state`]: the changefeed state machine (admin jobs, error history, exponential
 //!   backoff, failing).
 //! - [`progress`]: resolved ts and a monotonic checkpoint, written once per flush interval.
@@ -13,3 +14,4 @@ pub mod feed_state;
 pub mod gc;
 pub mod progress;
 pub mod scheduler;
+pub mod tick;

@@ -1,0 +1,348 @@
+//! `Owner::tick`: the owner's whole decision step, pure (target-design §3, §6).
+//!
+//! Inputs: the snapshot, the injected time, operator requests, and the results of earlier
+//! effects. Outputs: patch groups for the EtcdWorker and effects for the runtime. Per
+//! changefeed, in order:
+//! 1. **preflight** (facts §4.7): create a missing status at `start-ts − 1` (saturating, §8.16);
+//!    delete task keys of captures that are gone. Unlike v5 it never creates empty task
+//!    statuses for captures that hold nothing (§8.27). If it patched anything, the rest waits
+//!    for the next tick, so decisions are made on repaired state.
+//! 2. **feed state** ([`super::feed_state`]): admin jobs, errors, backoff; decides whether the
+//!    changefeed runs.
+//! 3. if running: ask the upstream for the table set at the checkpoint once (an effect);
+//!    **schedule** ([`super::scheduler`]); when settled, write **progress**
+//!    ([`super::progress`]) capped by the DDL barrier and the target ts, and finish at the
+//!    target ts.
+//!
+//! Then the **GC safe point** ([`super::gc`]) for the cluster.
+//!
+//! A changefeed whose keys do not decode is left alone entirely; one whose info is gone has
+//! its remaining keys cleaned up (facts §4.13).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rcdc_state::model::{CaptureInfo, FeedState};
+use rcdc_state::patch::StatusEdit;
+use rcdc_state::{
+    CaptureId, ChangefeedId, ChangefeedState, Edit, GlobalState, Patch, PatchGroup, TableId, Ts,
+};
+
+use super::feed_state::{task_key_deletes, AdminJob, FeedStateConfig, FeedStateMachine};
+use super::gc::{GcConfig, GcManager, SafePointResult, UpdateSafePoint};
+use super::progress::{compute, ProgressWriter};
+use super::scheduler::{ScheduleRequest, SchedulerConfig, TableScheduler};
+
+/// Owner settings.
+#[derive(Clone, Debug, Default)]
+pub struct OwnerConfig {
+    /// This capture's advertise address, for errors the owner records.
+    pub addr: String,
+    /// `owner-flush-interval` in milliseconds (default 200).
+    pub flush_interval_ms: u64,
+    /// Feed state machine timing.
+    pub feed: FeedStateConfig,
+    /// Scheduler settings.
+    pub scheduler: SchedulerConfig,
+    /// GC settings.
+    pub gc: GcConfig,
+}
+
+/// A request from an operator (HTTP API / CLI) for one changefeed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OwnerRequest {
+    /// Pause, resume or remove.
+    Admin(ChangefeedId, AdminJob),
+    /// Move or rebalance.
+    Schedule(ChangefeedId, ScheduleRequest),
+}
+
+/// Work for the runtime.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OwnerEffect {
+    /// List the tables of a changefeed's upstream at `at` (after its filter).
+    ListTables {
+        /// The changefeed.
+        changefeed: ChangefeedId,
+        /// The ts to list at (the checkpoint).
+        at: Ts,
+    },
+    /// Push the GC safe point.
+    UpdateGcSafePoint(UpdateSafePoint),
+}
+
+/// Results of earlier effects, fed back to the next tick.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OwnerEffectResult {
+    /// The table set of a changefeed at a ts.
+    Tables {
+        /// The changefeed.
+        changefeed: ChangefeedId,
+        /// The table ids.
+        tables: BTreeSet<TableId>,
+    },
+    /// Listing failed.
+    TablesFailed {
+        /// The changefeed.
+        changefeed: ChangefeedId,
+        /// Why.
+        error: String,
+    },
+    /// The GC push's answer.
+    GcSafePoint(SafePointResult),
+}
+
+/// Everything a tick may read besides the snapshot.
+#[derive(Clone, Debug, Default)]
+pub struct OwnerInput {
+    /// Injected time, Unix milliseconds.
+    pub now_ms: u64,
+    /// Operator requests since the last tick.
+    pub requests: Vec<OwnerRequest>,
+    /// Effect results since the last tick.
+    pub results: Vec<OwnerEffectResult>,
+    /// DDL barriers per changefeed (the next DDL's commit ts); absent = none pending.
+    pub barriers: BTreeMap<ChangefeedId, Ts>,
+}
+
+/// What a tick decided.
+#[derive(Debug, Default)]
+pub struct OwnerOutput {
+    /// Patch groups for the EtcdWorker.
+    pub groups: Vec<PatchGroup>,
+    /// Effects for the runtime.
+    pub effects: Vec<OwnerEffect>,
+    /// Requests refused, with the reason (answered to the API caller).
+    pub rejected: Vec<(OwnerRequest, String)>,
+}
+
+/// Per-changefeed owner memory.
+#[derive(Debug)]
+struct Feed {
+    state: FeedStateMachine,
+    scheduler: TableScheduler,
+    progress: ProgressWriter,
+    tables: Option<BTreeSet<TableId>>,
+    listing: bool,
+}
+
+/// The owner's state machine.
+#[derive(Debug)]
+pub struct Owner {
+    config: OwnerConfig,
+    feeds: BTreeMap<ChangefeedId, Feed>,
+    gc: GcManager,
+}
+
+impl Owner {
+    /// A new owner (after winning the election).
+    pub fn new(config: OwnerConfig) -> Self {
+        let gc = GcManager::new(config.gc.clone());
+        Self {
+            config,
+            feeds: BTreeMap::new(),
+            gc,
+        }
+    }
+
+    fn feed(&mut self, id: &ChangefeedId) -> &mut Feed {
+        let c = &self.config;
+        self.feeds.entry(id.clone()).or_insert_with(|| Feed {
+            state: FeedStateMachine::new(id.clone(), c.feed.clone()),
+            scheduler: TableScheduler::new(id.clone(), c.scheduler.clone()),
+            progress: ProgressWriter::new(id.clone(), c.flush_interval_ms),
+            tables: None,
+            listing: false,
+        })
+    }
+
+    /// One decision step.
+    pub fn tick(&mut self, state: &GlobalState, input: &OwnerInput) -> OwnerOutput {
+        let mut out = OwnerOutput::default();
+        self.take_results(state, input, &mut out);
+        for req in &input.requests {
+            match req {
+                OwnerRequest::Admin(id, _) | OwnerRequest::Schedule(id, _)
+                    if state.changefeed(id).and_then(|c| c.info.as_ref()).is_none() =>
+                {
+                    out.rejected
+                        .push((req.clone(), format!("changefeed {id} does not exist")));
+                }
+                OwnerRequest::Admin(id, job) => self.feed(id).state.push_admin_job(*job),
+                OwnerRequest::Schedule(id, r) => self.feed(id).scheduler.request(r.clone()),
+            }
+        }
+        let layout = state.layout();
+        for (id, cf) in state.changefeeds() {
+            if cf.is_broken() {
+                continue;
+            }
+            if cf.info.is_none() {
+                // Removed: clean whatever is left (facts §4.13).
+                let mut g = PatchGroup::new(format!("changefeed/{id}/cleanup"));
+                g.patches.push(Patch::new(layout.status(id), Edit::Delete));
+                g.patches.extend(task_key_deletes(layout, id, cf));
+                out.groups.push(g);
+                self.feeds.remove(id);
+                continue;
+            }
+            let preflight = preflight(state, id, cf);
+            if !preflight.is_empty() {
+                out.groups.push(preflight);
+                continue;
+            }
+            self.tick_changefeed(state, id, cf, input, &mut out);
+        }
+        self.feeds
+            .retain(|id, _| state.changefeed(id).is_some_and(|c| c.info.is_some()));
+        if let Some(push) = self.gc.tick(state, input.now_ms) {
+            out.effects.push(OwnerEffect::UpdateGcSafePoint(push));
+        }
+        out
+    }
+
+    fn take_results(&mut self, state: &GlobalState, input: &OwnerInput, out: &mut OwnerOutput) {
+        let _ = out;
+        for r in &input.results {
+            match r {
+                OwnerEffectResult::Tables { changefeed, tables } => {
+                    // Re-validate: the changefeed may be gone since the effect was planned.
+                    if state
+                        .changefeed(changefeed)
+                        .is_some_and(|c| c.info.is_some())
+                    {
+                        let f = self.feed(changefeed);
+                        f.tables = Some(tables.clone());
+                        f.listing = false;
+                    }
+                }
+                OwnerEffectResult::TablesFailed { changefeed, error } => {
+                    if state
+                        .changefeed(changefeed)
+                        .is_some_and(|c| c.info.is_some())
+                    {
+                        let addr = self.config.addr.clone();
+                        let f = self.feed(changefeed);
+                        f.listing = false;
+                        f.state.report_error(rcdc_state::model::RunningError {
+                            addr,
+                            code: "CDC:ErrOwnerUnknown".into(),
+                            message: format!("listing tables: {error}"),
+                            extra: Default::default(),
+                        });
+                    }
+                }
+                OwnerEffectResult::GcSafePoint(res) => {
+                    if let Some(e) = self.gc.on_result(res.clone(), input.now_ms) {
+                        tracing::error!(error = %e, "GC safe point");
+                    }
+                }
+            }
+        }
+    }
+
+    fn tick_changefeed(
+        &mut self,
+        state: &GlobalState,
+        id: &ChangefeedId,
+        cf: &ChangefeedState,
+        input: &OwnerInput,
+        out: &mut OwnerOutput,
+    ) {
+        let layout = state.layout();
+        let now = input.now_ms;
+        let Some(info) = cf.info.as_ref() else { return };
+        let checkpoint = info.checkpoint_ts(cf.status.as_ref());
+        if matches!(info.state, FeedState::Normal) {
+            if let Some(e) = self.gc.check_checkpoint(checkpoint, &self.config.addr) {
+                self.feed(id).state.report_error(e);
+            }
+        }
+        let feed = self.feed(id);
+        let decision = feed.state.tick(layout, cf, now);
+        for (job, why) in decision.rejected {
+            out.rejected
+                .push((OwnerRequest::Admin(id.clone(), job), why));
+        }
+        if !decision.patches.is_empty() {
+            let mut g = PatchGroup::new(format!("changefeed/{id}/state"));
+            g.patches = decision.patches;
+            out.groups.push(g);
+        }
+        if !decision.should_run {
+            feed.tables = None;
+            return;
+        }
+        let Some(tables) = feed.tables.clone() else {
+            if !feed.listing {
+                feed.listing = true;
+                out.effects.push(OwnerEffect::ListTables {
+                    changefeed: id.clone(),
+                    at: checkpoint,
+                });
+            }
+            return;
+        };
+        let captures: &BTreeMap<CaptureId, CaptureInfo> = state.captures();
+        let sched = feed
+            .scheduler
+            .tick(layout, cf, captures, &tables, checkpoint, now);
+        if let Some(e) = &sched.error {
+            tracing::error!(changefeed = %id, error = %e, "scheduling stopped");
+        }
+        for (req, why) in sched.rejected {
+            out.rejected
+                .push((OwnerRequest::Schedule(id.clone(), req), why));
+        }
+        out.groups.extend(sched.groups);
+        if !sched.settled {
+            return;
+        }
+        let target = info.target_ts();
+        let barrier = input
+            .barriers
+            .get(id)
+            .copied()
+            .unwrap_or(Ts::MAX)
+            .min(target);
+        if let Some(progress) = compute(cf, barrier) {
+            if let Some(p) = feed.progress.tick(layout, cf, progress, now) {
+                let mut g = PatchGroup::new(format!("changefeed/{id}/progress"));
+                g.patches.push(p);
+                out.groups.push(g);
+            }
+            if progress.checkpoint_ts >= target {
+                feed.state.mark_finished();
+            }
+        }
+    }
+}
+
+/// Metadata repair before any decision (facts §4.7).
+fn preflight(state: &GlobalState, id: &ChangefeedId, cf: &ChangefeedState) -> PatchGroup {
+    let layout = state.layout();
+    let mut g = PatchGroup::new(format!("changefeed/{id}/preflight"));
+    if let (None, Some(info)) = (&cf.status, &cf.info) {
+        let start = info.start_ts().prev();
+        g.push(
+            layout.status(id),
+            Edit::ChangefeedStatus(StatusEdit::Advance {
+                resolved_ts: start,
+                checkpoint_ts: start,
+            }),
+        );
+    }
+    let gone = |c: &CaptureId| !state.captures().contains_key(c);
+    for c in cf.task_statuses.keys().filter(|c| gone(c)) {
+        g.push(layout.task_status(c, id), Edit::Delete);
+    }
+    for c in cf.task_positions.keys().filter(|c| gone(c)) {
+        g.push(layout.task_position(c, id), Edit::Delete);
+    }
+    for c in cf.workloads.keys().filter(|c| gone(c)) {
+        g.push(layout.task_workload(c, id), Edit::Delete);
+    }
+    g
+}
+
+#[cfg(test)]
+mod tests;

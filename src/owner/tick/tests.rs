@@ -1,0 +1,332 @@
+//! `Owner::tick` end to end without IO: a map stands in for etcd, patches are applied as the
+//! worker would, and simulated processors acknowledge operations like the real protocol.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rcdc_state::model::{OperationStatus, TaskStatus};
+use rcdc_state::{GlobalState, PatchOutcome, TableId, Ts};
+
+use super::*;
+
+const CF: &str = "cf";
+
+struct Cluster {
+    kv: BTreeMap<String, Vec<u8>>,
+    owner: Owner,
+    now: u64,
+    effects: Vec<OwnerEffect>,
+    rejected: Vec<(OwnerRequest, String)>,
+}
+
+impl Cluster {
+    fn new(captures: &[&str]) -> Self {
+        let mut kv = BTreeMap::new();
+        for c in captures {
+            kv.insert(
+                format!("/tidb/cdc/capture/{c}"),
+                format!(r#"{{"id":"{c}","address":"{c}:8300","version":"v5.1.0"}}"#).into_bytes(),
+            );
+        }
+        let info = r#"{"sink-uri":"blackhole://","start-ts":1000,"target-ts":0,"state":"normal","admin-job-type":0,"config":{}}"#;
+        kv.insert(
+            "/tidb/cdc/changefeed/info/cf".into(),
+            info.as_bytes().to_vec(),
+        );
+        let config = OwnerConfig {
+            addr: "owner:8300".into(),
+            flush_interval_ms: 0,
+            ..Default::default()
+        };
+        Self {
+            kv,
+            owner: Owner::new(config),
+            now: 1_000_000,
+            effects: vec![],
+            rejected: vec![],
+        }
+    }
+    fn state(&self) -> GlobalState {
+        let mut s = GlobalState::default();
+        for (k, v) in &self.kv {
+            s.apply(k, Some(v));
+        }
+        s
+    }
+    fn tick_with(&mut self, input: OwnerInput) {
+        self.now += 100;
+        let input = OwnerInput {
+            now_ms: self.now,
+            ..input
+        };
+        let out = self.owner.tick(&self.state(), &input);
+        for g in out.groups {
+            for p in g.patches {
+                match p
+                    .apply(self.kv.get(&p.key).map(Vec::as_slice))
+                    .expect("patch applies")
+                {
+                    PatchOutcome::Unchanged => {}
+                    PatchOutcome::Put(v) => {
+                        self.kv.insert(p.key, v);
+                    }
+                    PatchOutcome::Delete => {
+                        self.kv.remove(&p.key);
+                    }
+                }
+            }
+        }
+        self.effects.extend(out.effects);
+        self.rejected.extend(out.rejected);
+    }
+    fn tick(&mut self) {
+        self.tick_with(OwnerInput::default());
+    }
+    /// Answers pending ListTables effects with `tables`.
+    fn answer_tables(&mut self, tables: &[i64]) -> bool {
+        let asked = self
+            .effects
+            .iter()
+            .any(|e| matches!(e, OwnerEffect::ListTables { .. }));
+        self.effects
+            .retain(|e| !matches!(e, OwnerEffect::ListTables { .. }));
+        if asked {
+            let set: BTreeSet<TableId> = tables.iter().map(|t| TableId(*t)).collect();
+            self.tick_with(OwnerInput {
+                results: vec![OwnerEffectResult::Tables {
+                    changefeed: CF.into(),
+                    tables: set,
+                }],
+                ..Default::default()
+            });
+        }
+        asked
+    }
+    /// Processors: finish every op and report positions at `ts`.
+    fn processors_ack(&mut self, ts: u64) {
+        let keys: Vec<String> = self
+            .kv
+            .keys()
+            .filter(|k| k.starts_with("/tidb/cdc/task/status/"))
+            .cloned()
+            .collect();
+        for k in keys {
+            let mut s: TaskStatus = serde_json::from_slice(&self.kv[&k]).expect("status");
+            for op in s.operation.iter_mut().flat_map(|o| o.values_mut()) {
+                op.status = OperationStatus::Finished;
+                op.done = true;
+            }
+            self.kv
+                .insert(k.clone(), serde_json::to_vec(&s).expect("json"));
+            let capture = k
+                .trim_start_matches("/tidb/cdc/task/status/")
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let pos =
+                format!(r#"{{"checkpoint-ts":{ts},"resolved-ts":{ts},"count":0,"error":null}}"#);
+            self.kv.insert(
+                format!("/tidb/cdc/task/position/{capture}/{CF}"),
+                pos.into_bytes(),
+            );
+        }
+    }
+    fn holders(&self) -> BTreeMap<TableId, Vec<String>> {
+        let mut h: BTreeMap<TableId, Vec<String>> = BTreeMap::new();
+        let state = self.state();
+        if let Some(cf) = state.changefeed(&CF.into()) {
+            for (c, s) in &cf.task_statuses {
+                for t in s.tables.iter().flat_map(|t| t.keys()) {
+                    h.entry(*t).or_default().push(c.to_string());
+                }
+            }
+        }
+        h
+    }
+    fn status(&self) -> Option<(Ts, Ts)> {
+        self.state()
+            .changefeed(&CF.into())?
+            .status
+            .as_ref()
+            .map(|s| (s.resolved_ts, s.checkpoint_ts))
+    }
+    /// Runs ticks with processor acks until the changefeed is settled and reports progress.
+    fn run_until_settled(&mut self, ts: u64, tables: &[i64]) {
+        for _ in 0..20 {
+            self.tick();
+            self.answer_tables(tables);
+            self.processors_ack(ts);
+        }
+    }
+}
+
+#[test]
+fn a_new_changefeed_gets_a_status_its_tables_dispatched_and_progress() {
+    let mut c = Cluster::new(&["a", "b"]);
+    c.tick();
+    assert_eq!(
+        c.status(),
+        Some((Ts(999), Ts(999))),
+        "preflight creates the status at start-ts − 1"
+    );
+    c.tick();
+    assert!(
+        c.answer_tables(&[1, 2, 3, 4, 5, 6]),
+        "the owner asks the upstream for the table set"
+    );
+    let holders = c.holders();
+    assert_eq!(holders.len(), 6);
+    assert!(holders.values().all(|h| h.len() == 1));
+    let per_capture = |name: &str| holders.values().filter(|h| h[0] == name).count();
+    assert_eq!((per_capture("a"), per_capture("b")), (3, 3));
+    c.run_until_settled(5_000, &[1, 2, 3, 4, 5, 6]);
+    assert_eq!(c.status(), Some((Ts(5_000), Ts(5_000))));
+}
+
+#[test]
+fn tables_of_a_crashed_capture_move_to_the_survivors() {
+    let mut c = Cluster::new(&["a", "b", "c"]);
+    c.run_until_settled(2_000, &[1, 2, 3, 4, 5, 6]);
+    c.kv.remove("/tidb/cdc/capture/b"); // its session expired
+    c.run_until_settled(3_000, &[1, 2, 3, 4, 5, 6]);
+    let holders = c.holders();
+    assert_eq!(holders.len(), 6, "every table is held again");
+    assert!(holders.values().all(|h| h.len() == 1 && h[0] != "b"));
+    assert!(
+        !c.kv.keys().any(|k| k.contains("/b/")),
+        "the dead capture's task keys are gone"
+    );
+    assert_eq!(c.status().map(|s| s.1), Some(Ts(3_000)));
+}
+
+#[test]
+fn pause_stops_processors_and_resume_redispatches() {
+    let mut c = Cluster::new(&["a", "b"]);
+    c.run_until_settled(2_000, &[1, 2, 3]);
+    c.tick_with(OwnerInput {
+        requests: vec![OwnerRequest::Admin(CF.into(), AdminJob::Pause)],
+        ..Default::default()
+    });
+    assert!(
+        !c.kv.keys().any(|k| k.starts_with("/tidb/cdc/task/")),
+        "task keys deleted: processors stop"
+    );
+    c.run_until_settled(2_500, &[1, 2, 3]);
+    assert!(
+        c.holders().is_empty(),
+        "a paused changefeed is not scheduled"
+    );
+    c.tick_with(OwnerInput {
+        requests: vec![OwnerRequest::Admin(CF.into(), AdminJob::Resume)],
+        ..Default::default()
+    });
+    c.run_until_settled(3_000, &[1, 2, 3]);
+    assert_eq!(c.holders().len(), 3);
+    assert_eq!(c.status().map(|s| s.1), Some(Ts(3_000)));
+}
+
+#[test]
+fn remove_deletes_every_key_of_the_changefeed() {
+    let mut c = Cluster::new(&["a", "b"]);
+    c.run_until_settled(2_000, &[1, 2, 3]);
+    c.tick_with(OwnerInput {
+        requests: vec![OwnerRequest::Admin(CF.into(), AdminJob::Remove)],
+        ..Default::default()
+    });
+    c.tick();
+    assert!(
+        !c.kv.keys().any(|k| k.contains("/cf")),
+        "{:?}",
+        c.kv.keys().collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn requests_for_unknown_changefeeds_are_rejected_with_a_reason() {
+    let mut c = Cluster::new(&["a"]);
+    c.tick_with(OwnerInput {
+        requests: vec![OwnerRequest::Admin("nope".into(), AdminJob::Pause)],
+        ..Default::default()
+    });
+    assert_eq!(c.rejected.len(), 1);
+    assert!(c.rejected[0].1.contains("nope"));
+}
+
+#[test]
+fn a_broken_changefeed_is_left_alone() {
+    let mut c = Cluster::new(&["a"]);
+    c.kv.insert("/tidb/cdc/changefeed/info/cf".into(), b"{broken".to_vec());
+    c.kv.insert(
+        "/tidb/cdc/task/status/gone/cf".into(),
+        br#"{"tables":null,"operation":null,"admin-job-type":0}"#.to_vec(),
+    );
+    let before = c.kv.clone();
+    for _ in 0..5 {
+        c.tick();
+    }
+    assert_eq!(
+        c.kv, before,
+        "nothing written for a changefeed the owner cannot read"
+    );
+}
+
+#[test]
+fn the_changefeed_finishes_at_its_target_ts() {
+    let mut c = Cluster::new(&["a"]);
+    let info = r#"{"sink-uri":"blackhole://","start-ts":1000,"target-ts":4000,"state":"normal","admin-job-type":0,"config":{}}"#;
+    c.kv.insert(
+        "/tidb/cdc/changefeed/info/cf".into(),
+        info.as_bytes().to_vec(),
+    );
+    c.run_until_settled(9_000, &[1, 2]);
+    let state = c.state();
+    let cf = state.changefeed(&CF.into()).expect("cf");
+    assert_eq!(cf.info.as_ref().map(|i| i.state), Some(FeedState::Finished));
+    assert_eq!(
+        cf.status.as_ref().map(|s| s.checkpoint_ts),
+        Some(Ts(4_000)),
+        "capped at the target"
+    );
+}
+
+#[test]
+fn the_gc_safe_point_is_pushed_as_an_effect() {
+    let mut c = Cluster::new(&["a"]);
+    c.run_until_settled(2_000, &[1]);
+    let pushes: Vec<_> = c
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            OwnerEffect::UpdateGcSafePoint(p) => Some(p.safe_point),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        pushes.first(),
+        Some(&Ts(999)),
+        "before the status exists the checkpoint is the start ts; the safe point is one below"
+    );
+}
+
+#[test]
+fn a_lost_snapshot_fails_the_changefeed() {
+    let mut c = Cluster::new(&["a"]);
+    c.run_until_settled(2_000, &[1]);
+    c.tick_with(OwnerInput {
+        results: vec![OwnerEffectResult::GcSafePoint(SafePointResult::Updated {
+            min_safe_point: Ts(10_000),
+        })],
+        ..Default::default()
+    });
+    c.tick();
+    let state = c.state();
+    let info = state
+        .changefeed(&CF.into())
+        .and_then(|cf| cf.info.clone())
+        .expect("info");
+    assert_eq!(info.state, FeedState::Failed);
+    assert_eq!(
+        info.error.map(|e| e.code),
+        Some("CDC:ErrSnapshotLostByGC".to_owned())
+    );
+}
