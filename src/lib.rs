@@ -7,6 +7,7 @@
 
 pub mod capture;
 pub mod owner;
+pub mod processor;
 
 pub use rcdc_reactor as reactor;
 pub use rcdc_state as state;
