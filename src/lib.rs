@@ -6,6 +6,7 @@
 //! one directory each, every role split into a pure `tick.rs` and its IO runtime.
 
 pub mod capture;
+pub mod event;
 pub mod owner;
 pub mod processor;
 
