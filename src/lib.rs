@@ -8,6 +8,7 @@
 pub mod capture;
 pub mod event;
 pub mod owner;
+pub mod pipeline;
 pub mod processor;
 
 pub use rcdc_reactor as reactor;
