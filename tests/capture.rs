@@ -3,6 +3,9 @@
 //! with a new capture id. Each capture runs on its own runtime, so killing one drops all its
 //! tasks without any cleanup, like a crashed process: its lease must expire on its own.
 
+// Failover is measured in real time.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -142,7 +145,7 @@ async fn owned_by<S: MetaStore>(store: &S) -> Option<String> {
 async fn one_owner_and_failover_after_a_crash_within_the_session_ttl() {
     let etcd = EtcdHarness::start().await;
     let store = etcd.store().await;
-    let mut caps = vec![
+    let mut caps = [
         start(etcd.endpoints(), "a"),
         start(etcd.endpoints(), "b"),
         start(etcd.endpoints(), "c"),
@@ -207,7 +210,7 @@ async fn one_owner_and_failover_after_a_crash_within_the_session_ttl() {
 async fn graceful_shutdown_resigns_and_hands_over_without_waiting_for_the_ttl() {
     let etcd = EtcdHarness::start().await;
     let store = etcd.store().await;
-    let mut caps = vec![start(etcd.endpoints(), "a"), start(etcd.endpoints(), "b")];
+    let mut caps = [start(etcd.endpoints(), "a"), start(etcd.endpoints(), "b")];
     wait_until(DEADLINE, "an owner", || async {
         owned_by(&store).await.is_some() && caps.iter().all(|c| c.id().is_some())
     })

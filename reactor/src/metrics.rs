@@ -3,6 +3,9 @@
 //! Names follow TiCDC where it has them (`ticdc_etcd_worker_*`, facts/surface §metrics) and
 //! `rcdc_etcd_worker_*` for ours. Every series carries the worker's `role` label.
 
+// prometheus's registration macros expand to HashMap; no iteration order leaks from them.
+#![allow(clippy::disallowed_types)]
+
 use std::sync::LazyLock;
 
 use prometheus::{

@@ -4,6 +4,9 @@
 //! Integration tests must run against a real etcd (never the in-process store as a stand-in),
 //! so a missing `etcd` binary is a loud failure naming the package to install, not a skip.
 
+// Test support measures real time and waits for a real etcd process.
+#![allow(clippy::disallowed_methods)]
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -6,7 +6,9 @@
 //! for a whole TTL (the lease has then surely expired on the server, even if etcd is
 //! unreachable and cannot tell us).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use rcdc_reactor::store::{MetaStore, StoreError};
 use tokio::sync::watch;

@@ -66,7 +66,7 @@ pub(crate) struct PlannedTxn {
 }
 
 /// The changes of one batch under construction.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Batch {
     /// key → new value (None = delete), the overlay later groups read through.
     writes: BTreeMap<String, Option<Vec<u8>>>,
@@ -112,44 +112,25 @@ pub(crate) fn plan<P: KeyPatch>(
     let mut plan = Plan::default();
     let mut batch = Batch::default();
     for (index, group) in pending.iter().enumerate() {
-        let mut trial = Batch {
-            writes: batch.writes.clone(),
-            compares: batch.compares.clone(),
-            bytes: batch.bytes,
+        let mut drop = |reason| {
+            let label = group.label.clone();
+            plan.dropped.push((index, DroppedGroup { label, reason }));
+            plan.consumed += 1;
         };
+        let mut trial = batch.clone();
         match apply_group(raw, &mut trial, group) {
-            Err(reason) => {
-                plan.dropped.push((
-                    index,
-                    DroppedGroup {
-                        label: group.label.clone(),
-                        reason,
-                    },
-                ));
-                plan.consumed += 1;
-                continue;
-            }
+            Err(reason) => drop(reason),
             Ok(()) if trial.fits(limits, fence.is_some()) => {
                 batch = trial;
                 plan.consumed += 1;
             }
             Ok(()) if batch.writes.is_empty() => {
-                // Alone and still too large: it can never commit as it is.
-                let mut alone = Batch::default();
-                let _ = apply_group(raw, &mut alone, group);
-                let (c, s, _) = alone.op_counts(fence.is_some());
-                let reason = DropReason::TooLarge(format!(
+                // Alone (the batch was empty) and still too large: it can never commit.
+                let (c, s, _) = trial.op_counts(fence.is_some());
+                drop(DropReason::TooLarge(format!(
                     "patch group {:?} needs {} compares, {} ops and ~{} bytes in one txn; etcd allows {} ops and {} bytes",
-                    group.label, c, s, alone.bytes, limits.max_ops, limits.max_bytes
-                ));
-                plan.dropped.push((
-                    index,
-                    DroppedGroup {
-                        label: group.label.clone(),
-                        reason,
-                    },
-                ));
-                plan.consumed += 1;
+                    group.label, c, s, trial.bytes, limits.max_ops, limits.max_bytes
+                )));
             }
             Ok(()) => break, // full: the rest goes in the next txn
         }

@@ -36,10 +36,10 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rcdc_state::Revision;
-use tokio::time::MissedTickBehavior;
+use tokio::time::{Instant, MissedTickBehavior};
 
 pub use commit::{Fence, TxnLimits};
 use raw::{RawCache, Update};
@@ -157,7 +157,7 @@ pub struct EtcdWorker<S: MetaStore, R: Reactor> {
     finished: bool,
     consecutive_conflicts: u32,
     /// After a conflict, do not re-apply before this instant.
-    retry_at: Option<tokio::time::Instant>,
+    retry_at: Option<Instant>,
     stats: Arc<WorkerStats>,
     metrics: WorkerMetrics,
 }
@@ -273,7 +273,7 @@ impl<S: MetaStore, R: Reactor> EtcdWorker<S, R> {
                 Step::Continue => {}
                 other => return other,
             }
-            let retry_at = self.retry_at.unwrap_or_else(tokio::time::Instant::now);
+            let retry_at = self.retry_at.unwrap_or_else(Instant::now);
             tokio::select! {
                 biased;
                 _ = stop.as_mut() => return Step::Exit(Ok(WorkerExit::Stopped)),
@@ -429,9 +429,7 @@ impl<S: MetaStore, R: Reactor> EtcdWorker<S, R> {
                 self.stats.conflicts.fetch_add(1, Ordering::Relaxed);
                 self.metrics.conflicts.inc();
                 self.consecutive_conflicts += 1;
-                self.retry_at = Some(
-                    tokio::time::Instant::now() + conflict_backoff(self.consecutive_conflicts),
-                );
+                self.retry_at = Some(Instant::now() + conflict_backoff(self.consecutive_conflicts));
                 // Wait until the watch brings the values that beat us, then re-apply.
                 let newest = resp.gets.iter().flatten().map(|kv| kv.mod_revision).max();
                 if let Some(rev) = newest {
