@@ -296,7 +296,7 @@ where
     match after {
         _ if after == before => Ok(PatchOutcome::Unchanged),
         None => Ok(PatchOutcome::Delete),
-        Some(v) => serde_json::to_vec(&v)
+        Some(v) => crate::model::encode(&v)
             .map(PatchOutcome::Put)
             .map_err(|e| PatchError::Decode {
                 key: key.to_owned(),

@@ -413,3 +413,25 @@ fn workload_set_creates_replaces_and_keeps_unknown_fields() {
         Err(PatchError::Decode { .. })
     ));
 }
+
+#[test]
+fn patched_values_are_encoded_like_go() {
+    // Go escapes <, > and & in strings; a value rcdc rewrites must stay byte-identical.
+    let old = br#"{"checkpoint-ts":1,"resolved-ts":2,"count":0,"error":null}"#;
+    let e = RunningError {
+        message: "a < b && c > d".into(),
+        ..Default::default()
+    };
+    let p = Patch::new(
+        "/tidb/cdc/task/position/c/cf",
+        Edit::TaskPosition(TaskPositionEdit::SetError { error: Some(e) }),
+    );
+    let PatchOutcome::Put(v) = p.apply(Some(old)).expect("apply") else {
+        panic!("expected a put")
+    };
+    let text = String::from_utf8(v).expect("utf8");
+    assert!(
+        text.contains(r#"a \u003c b \u0026\u0026 c \u003e d"#),
+        "{text}"
+    );
+}
