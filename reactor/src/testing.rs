@@ -13,7 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::store::etcd::{EtcdStore, EtcdStoreConfig};
-use crate::store::MetaStore;
+
+/// How long etcd gets to answer after a (re)start.
+const READY_DEADLINE: Duration = Duration::from_secs(15);
 
 /// An etcd server started for one test, in its own temporary data directory, on free loopback
 /// ports. Killed on drop.
@@ -24,24 +26,41 @@ pub struct EtcdHarness {
     child: Option<Child>,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free loopback port: {e}"))
+/// Two distinct free loopback ports: both listeners are held until both are known.
+fn free_ports() -> (u16, u16) {
+    let bind = || {
+        TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("no free loopback port: {e}"))
+    };
+    let (a, b) = (bind(), bind());
+    let port = |l: &TcpListener| {
+        l.local_addr()
+            .unwrap_or_else(|e| panic!("loopback port: {e}"))
+            .port()
+    };
+    (port(&a), port(&b))
+}
+
+/// The last lines of a log file, for a failure message (the temp dir may be gone by the time
+/// someone reads the path).
+fn log_tail(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
 impl EtcdHarness {
-    /// Starts etcd and waits until it answers.
+    /// Starts `etcd` from `PATH` in a fresh data directory on free loopback ports and waits
+    /// (up to 15 s) until it answers a read. Panics if `etcd` is missing or does not come up.
     pub async fn start() -> Self {
         let dir = tempfile::Builder::new()
             .prefix("rcdc-etcd-")
             .tempdir()
             .unwrap_or_else(|e| panic!("temp dir: {e}"));
+        let (client_port, peer_port) = free_ports();
         let mut h = Self {
             dir,
-            client_port: free_port(),
-            peer_port: free_port(),
+            client_port,
+            peer_port,
             child: None,
         };
         h.spawn();
@@ -54,17 +73,18 @@ impl EtcdHarness {
         format!("http://127.0.0.1:{}", self.client_port)
     }
 
-    /// The client endpoints.
+    /// The client endpoints, for [`EtcdStore::connect`].
     pub fn endpoints(&self) -> Vec<String> {
         vec![self.client_url()]
     }
 
-    /// etcd's log file, for failure messages.
+    /// etcd's log file (stdout and stderr of every run), for failure messages.
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("etcd.log")
     }
 
-    /// A store connected to this etcd, with short timeouts suited to tests.
+    /// A store connected to this etcd, with short timeouts suited to tests (dial 2 s,
+    /// requests 3 s).
     pub async fn store(&self) -> EtcdStore {
         let config = EtcdStoreConfig {
             dial_timeout: Duration::from_secs(2),
@@ -80,7 +100,8 @@ impl EtcdHarness {
             })
     }
 
-    /// Kills etcd (SIGKILL) and waits for it to exit. The data directory stays.
+    /// Kills etcd (SIGKILL) and waits for it to exit. The data directory and ports stay, for
+    /// [`restart`](Self::restart). Does nothing if it is not running.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -93,7 +114,8 @@ impl EtcdHarness {
         self.stop();
     }
 
-    /// Starts etcd again on the same ports and data directory and waits until it answers.
+    /// Starts etcd again (killing it first if it runs) on the same ports and data directory,
+    /// and waits until it answers: "etcd restarted mid-run".
     pub async fn restart(&mut self) {
         self.stop();
         self.spawn();
@@ -113,50 +135,65 @@ impl EtcdHarness {
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let child = Command::new("etcd")
             .arg("--name=rcdc-test")
-            .arg(format!("--data-dir={}", self.dir.path().join("data").display()))
+            .arg(format!(
+                "--data-dir={}",
+                self.dir.path().join("data").display()
+            ))
             .arg(format!("--listen-client-urls={client}"))
             .arg(format!("--advertise-client-urls={client}"))
             .arg(format!("--listen-peer-urls={peer}"))
             .arg(format!("--initial-advertise-peer-urls={peer}"))
             .arg(format!("--initial-cluster=rcdc-test={peer}"))
-            .arg("--log-level=warn")
+            .arg("--auto-compaction-retention=0")
             .arg("--logger=zap")
+            .arg("--log-outputs=stderr")
+            .arg("--log-level=error")
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
             .spawn()
             .unwrap_or_else(|e| {
-                panic!("cannot run `etcd` ({e}): install Debian's `etcd-server` package (./scripts/ensure-deps.sh does)")
+                panic!(
+                    "cannot run `etcd` from PATH ({e}): the integration tests need a real etcd; \
+                     install Debian's `etcd-server` package (./scripts/ensure-deps.sh does)"
+                )
             });
         self.child = Some(child);
     }
 
     async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + READY_DEADLINE;
+        let config = EtcdStoreConfig {
+            dial_timeout: Duration::from_millis(500),
+            request_timeout: Duration::from_millis(500),
+        };
         loop {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
+                    self.child = None;
                     panic!(
-                        "etcd exited early ({status}); log: {}",
-                        self.log_path().display()
+                        "etcd exited early ({status}); log {}:\n{}",
+                        self.log_path().display(),
+                        log_tail(&self.log_path())
                     );
                 }
             }
-            let config = EtcdStoreConfig {
-                dial_timeout: Duration::from_millis(500),
-                request_timeout: Duration::from_millis(500),
-            };
-            if let Ok(store) = EtcdStore::connect(&self.endpoints(), config).await {
-                if store.get_prefix("/").await.is_ok() {
+            // A linearizable read: answers only once the member has a leader.
+            if let Ok(store) = EtcdStore::connect(&self.endpoints(), config.clone()).await {
+                let mut kv = store.client().kv_client();
+                let probe = kv.get("/rcdc-harness-probe", None);
+                if let Ok(Ok(_)) = tokio::time::timeout(config.request_timeout, probe).await {
                     return;
                 }
             }
             if Instant::now() > deadline {
                 panic!(
-                    "etcd did not answer within 20 s; log: {}",
-                    self.log_path().display()
+                    "etcd did not answer on {} within {READY_DEADLINE:?}; log {}:\n{}",
+                    self.client_url(),
+                    self.log_path().display(),
+                    log_tail(&self.log_path())
                 );
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }
@@ -164,10 +201,23 @@ impl EtcdHarness {
 impl Drop for EtcdHarness {
     fn drop(&mut self) {
         self.stop();
+        if std::thread::panicking() {
+            // The temp dir goes with us: keep etcd's log (not its data, which is large) for the
+            // post-mortem.
+            let kept = std::env::temp_dir().join(format!(
+                "rcdc-etcd-{}-{}.log",
+                std::process::id(),
+                self.client_port
+            ));
+            if std::fs::copy(self.log_path(), &kept).is_ok() {
+                eprintln!("test etcd's log kept at {}", kept.display());
+            }
+        }
     }
 }
 
-/// Polls `f` every 20 ms until it returns true; panics naming `what` after `deadline`.
+/// Polls `f` every 20 ms until it returns true; panics naming `what` after `deadline`. Tests
+/// use it instead of sleeps.
 pub async fn wait_until<F, Fut>(deadline: Duration, what: &str, mut f: F)
 where
     F: FnMut() -> Fut,
