@@ -10,6 +10,7 @@ pub mod event;
 pub mod owner;
 pub mod pipeline;
 pub mod processor;
+pub mod sink;
 
 pub use rcdc_reactor as reactor;
 pub use rcdc_state as state;
