@@ -1,5 +1,6 @@
 //! The table pipeline (target-design §8): source → sorter → sink per table. Work in progress
-//! for issue #4: the sorter is done; the pipeline task that drives upstream, sorter and sink
-//! and reports progress comes next.
+//! for issue #4: the sorter and the table task are done; the supervisor that starts and
+//! stops tasks on the processor's commands comes next.
 
 pub mod sorter;
+pub mod table;

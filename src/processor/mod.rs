@@ -3,8 +3,8 @@
 //! [`tick`] holds the pure decision step, [`ProcessorManager::tick`]: from the snapshot and
 //! the table progress the runtime reports it returns patch groups for etcd and
 //! [`PipelineCommand`]s for the runtime (start, stop-at, cancel a table pipeline). It reads no
-//! clock and does no IO, so it can be replayed (target-design §3, §9). The runtime that owns
-//! the pipelines and feeds [`ProcessorInput`] comes later.
+//! clock and does no IO, so it can be replayed (target-design §3, §9). [`runtime`] adapts it to
+//! the EtcdWorker and runs the table pipelines it commands.
 //!
 //! Differences from TiCDC v5, all deliberate:
 //! - a patch that finds its task status or operation gone drops its group instead of killing
@@ -15,6 +15,7 @@
 //! - work per tick scales with the capture's own tables: other captures' task keys are never
 //!   read (facts §8.26, target-design §10).
 
+pub mod runtime;
 pub mod tick;
 
 pub use tick::{

@@ -1,0 +1,206 @@
+use std::collections::BTreeMap;
+
+use rcdc_state::{TableId, Ts};
+
+use super::*;
+use crate::event::{RowChange, RowOp, Value};
+use crate::sink::SinkError;
+
+/// A source with a fixed set of rows and a movable "now".
+struct Scripted {
+    rows: Vec<RowChange>,
+    now: Arc<Mutex<Ts>>,
+    fail_after: Option<Ts>,
+}
+
+impl TableSource for Scripted {
+    fn now(&self) -> Ts {
+        *self.now.lock()
+    }
+    fn fetch(&mut self, after: Ts, upto: Ts) -> Result<Vec<TableEvent>, String> {
+        if self.fail_after.is_some_and(|f| upto > f) {
+            return Err("snapshot lost".into());
+        }
+        let mut out: Vec<TableEvent> = self
+            .rows
+            .iter()
+            .filter(|r| r.commit_ts > after && r.commit_ts <= upto)
+            .cloned()
+            .map(TableEvent::Row)
+            .rev()
+            .collect();
+        out.push(TableEvent::Resolved(upto));
+        Ok(out)
+    }
+}
+
+/// A sink that records what it durably has.
+#[derive(Clone, Default)]
+struct Recording(Arc<Mutex<(Vec<RowChange>, Ts)>>);
+
+impl TableSink for Recording {
+    fn write(&mut self, rows: &[RowChange]) -> Result<(), SinkError> {
+        self.0.lock().0.extend_from_slice(rows);
+        Ok(())
+    }
+    fn flush(&mut self, resolved: Ts) -> Result<Ts, SinkError> {
+        let mut g = self.0.lock();
+        g.1 = g.1.max(resolved);
+        Ok(g.1)
+    }
+    fn close(&mut self) {}
+    fn rows_written(&self) -> u64 {
+        self.0.lock().0.len() as u64
+    }
+}
+
+fn row(ts: u64, key: i64) -> RowChange {
+    RowChange {
+        table: TableId(7),
+        schema: "demo".into(),
+        table_name: "t7".into(),
+        commit_ts: Ts::from_parts(ts, 0),
+        start_ts: Ts::from_parts(ts - 1, 0),
+        op: RowOp::Insert,
+        key,
+        columns: vec![("id".into(), Value::Int(key))],
+    }
+}
+
+fn config() -> TablePipelineConfig {
+    TablePipelineConfig {
+        sorter_bytes: 1 << 20,
+        poll_interval: Duration::from_millis(5),
+        max_slice_ms: 1_000,
+    }
+}
+
+async fn wait_for(
+    progress: &Arc<Mutex<Pipelines>>,
+    pred: impl Fn(&TableProgress) -> bool,
+) -> TableProgress {
+    let key = (ChangefeedId::from("cf"), TableId(7));
+    for _ in 0..2_000 {
+        if let Some(p) = progress.lock().get(&key).cloned() {
+            if pred(&p) {
+                return p;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!(
+        "condition not reached; last: {:?}",
+        progress.lock().get(&key)
+    );
+}
+
+#[tokio::test]
+async fn replicates_in_commit_order_and_reports_a_checkpoint() {
+    let now = Arc::new(Mutex::new(Ts::from_parts(10_000, 0)));
+    let rows = vec![row(3_000, 1), row(1_500, 2), row(9_000, 3), row(12_000, 4)];
+    let source = Scripted {
+        rows,
+        now: now.clone(),
+        fail_after: None,
+    };
+    let sink = Recording::default();
+    let progress = Arc::new(Mutex::new(BTreeMap::new()));
+    let (_stop, stop_rx) = watch::channel(None);
+    let task = tokio::spawn(run_table_pipeline(
+        "cf".into(),
+        TableId(7),
+        Ts::from_parts(1_000, 0),
+        Box::new(source),
+        Box::new(sink.clone()),
+        progress.clone(),
+        stop_rx,
+        config(),
+    ));
+    let p = wait_for(&progress, |p| p.checkpoint_ts >= Ts::from_parts(10_000, 0)).await;
+    assert_eq!(p.state, TablePipelineState::Running);
+    let keys: Vec<i64> = sink.0.lock().0.iter().map(|r| r.key).collect();
+    assert_eq!(
+        keys,
+        vec![2, 1, 3],
+        "commit order, and nothing past the upstream's now"
+    );
+    *now.lock() = Ts::from_parts(13_000, 0);
+    wait_for(&progress, |p| p.checkpoint_ts >= Ts::from_parts(13_000, 0)).await;
+    assert_eq!(sink.0.lock().0.len(), 4);
+    task.abort();
+}
+
+#[tokio::test]
+async fn stops_exactly_at_the_boundary() {
+    let now = Arc::new(Mutex::new(Ts::from_parts(20_000, 0)));
+    let rows = vec![row(2_000, 1), row(4_000, 2), row(6_000, 3)];
+    let source = Scripted {
+        rows,
+        now,
+        fail_after: None,
+    };
+    let sink = Recording::default();
+    let progress = Arc::new(Mutex::new(BTreeMap::new()));
+    let (stop, stop_rx) = watch::channel(Some(Ts::from_parts(4_000, 0)));
+    let task = tokio::spawn(run_table_pipeline(
+        "cf".into(),
+        TableId(7),
+        Ts::from_parts(1_000, 0),
+        Box::new(source),
+        Box::new(sink.clone()),
+        progress.clone(),
+        stop_rx,
+        config(),
+    ));
+    let p = wait_for(&progress, |p| {
+        matches!(p.state, TablePipelineState::Stopped { .. })
+    })
+    .await;
+    assert_eq!(
+        p.state,
+        TablePipelineState::Stopped {
+            checkpoint_ts: Ts::from_parts(4_000, 0)
+        }
+    );
+    assert_eq!(
+        sink.0.lock().0.iter().map(|r| r.key).collect::<Vec<_>>(),
+        vec![1, 2],
+        "nothing past the boundary"
+    );
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("the task ends")
+        .expect("no panic");
+    drop(stop);
+}
+
+#[tokio::test]
+async fn a_source_error_reports_failed() {
+    let now = Arc::new(Mutex::new(Ts::from_parts(5_000, 0)));
+    let source = Scripted {
+        rows: vec![],
+        now,
+        fail_after: Some(Ts::from_parts(1_000, 0)),
+    };
+    let progress = Arc::new(Mutex::new(BTreeMap::new()));
+    let (_stop, stop_rx) = watch::channel(None);
+    let task = tokio::spawn(run_table_pipeline(
+        "cf".into(),
+        TableId(7),
+        Ts::from_parts(1_000, 0),
+        Box::new(source),
+        Box::new(Recording::default()),
+        progress.clone(),
+        stop_rx,
+        config(),
+    ));
+    let p = wait_for(&progress, |p| {
+        matches!(p.state, TablePipelineState::Failed(_))
+    })
+    .await;
+    assert_eq!(p.state, TablePipelineState::Failed("snapshot lost".into()));
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("ends")
+        .expect("no panic");
+}

@@ -1,0 +1,194 @@
+//! The processor's IO side: the EtcdWorker adapter around [`ProcessorManager`] and the
+//! supervisor that runs table pipelines on its commands.
+//!
+//! ```text
+//! EtcdWorker ─tick─> ProcessorReactor ──(snapshot of Pipelines)──> ProcessorManager::tick
+//!                          │ commands (+ changefeed info for starts)
+//!                          v
+//!                    supervise(): spawn / stop-at / cancel  run_table_pipeline tasks
+//!                          │                                      │ progress
+//!                          └──────────── Arc<Mutex<Pipelines>> <──┘
+//! ```
+//! The adapter never waits: it reads the progress map the tasks keep current and hands
+//! commands to the supervisor through a channel.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use rcdc_reactor::{Reactor, TickContext, TickOutput};
+use rcdc_state::model::ChangeFeedInfo;
+use rcdc_state::{ChangefeedId, GlobalState, Patch, TableId, Ts};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::tick::{
+    PipelineCommand, Pipelines, ProcessorInput, ProcessorManager, TablePipelineState, TableProgress,
+};
+use crate::pipeline::table::{run_table_pipeline, TablePipelineConfig, TableSource};
+use crate::sink::TableSink;
+
+/// Builds a table's source and sink from its changefeed's info.
+pub trait PipelineFactory: Send + Sync + 'static {
+    /// The table's change source (the changefeed's upstream).
+    fn source(
+        &self,
+        changefeed: &ChangefeedId,
+        info: &ChangeFeedInfo,
+        table: TableId,
+    ) -> Result<Box<dyn TableSource>, String>;
+    /// The table's sink (the changefeed's sink URI).
+    fn sink(
+        &self,
+        changefeed: &ChangefeedId,
+        info: &ChangeFeedInfo,
+        table: TableId,
+    ) -> Result<Box<dyn TableSink>, String>;
+}
+
+/// A command for the supervisor; starts carry the changefeed info they need.
+#[derive(Debug)]
+pub struct Command {
+    /// What to do.
+    pub command: PipelineCommand,
+    /// The changefeed's info, for starts.
+    pub info: Option<ChangeFeedInfo>,
+}
+
+/// The processor-manager reactor driven by the capture's processor EtcdWorker.
+pub struct ProcessorReactor {
+    manager: ProcessorManager,
+    pipelines: Arc<Mutex<Pipelines>>,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl ProcessorReactor {
+    /// An adapter feeding `commands` to a supervisor that keeps `pipelines` current.
+    pub fn new(
+        manager: ProcessorManager,
+        pipelines: Arc<Mutex<Pipelines>>,
+        commands: mpsc::UnboundedSender<Command>,
+    ) -> Self {
+        Self {
+            manager,
+            pipelines,
+            commands,
+        }
+    }
+}
+
+impl Reactor for ProcessorReactor {
+    type State = GlobalState;
+    type Patch = Patch;
+
+    fn tick(&mut self, state: &GlobalState, ctx: &TickContext) -> TickOutput<Patch> {
+        // A copy, so the tick sees one consistent view while tasks keep reporting.
+        let tables = self.pipelines.lock().clone();
+        let out = self.manager.tick(
+            state,
+            &ProcessorInput {
+                now_ms: ctx.now_ms,
+                tables: &tables,
+            },
+        );
+        for command in out.commands {
+            let info = match &command {
+                PipelineCommand::Start { changefeed, .. } => {
+                    state.changefeed(changefeed).and_then(|c| c.info.clone())
+                }
+                _ => None,
+            };
+            // A closed channel means the supervisor is gone with the capture; nothing to do.
+            let _ = self.commands.send(Command { command, info });
+        }
+        TickOutput {
+            groups: out.groups.into_iter().map(Into::into).collect(),
+            finished: false,
+        }
+    }
+}
+
+struct Running {
+    task: JoinHandle<()>,
+    stop_at: watch::Sender<Option<Ts>>,
+}
+
+/// Executes pipeline commands until the channel closes, then cancels every pipeline.
+pub async fn supervise(
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    factory: Arc<dyn PipelineFactory>,
+    pipelines: Arc<Mutex<Pipelines>>,
+    config: TablePipelineConfig,
+) {
+    let mut running: BTreeMap<(ChangefeedId, TableId), Running> = BTreeMap::new();
+    while let Some(Command { command, info }) = commands.recv().await {
+        match command {
+            PipelineCommand::Start {
+                changefeed,
+                table,
+                start_ts,
+            } => {
+                if let Some(old) = running.remove(&(changefeed.clone(), table)) {
+                    old.task.abort();
+                }
+                let key = (changefeed.clone(), table);
+                let built = info
+                    .ok_or_else(|| format!("changefeed {changefeed} has no info"))
+                    .and_then(|info| {
+                        Ok((
+                            factory.source(&changefeed, &info, table)?,
+                            factory.sink(&changefeed, &info, table)?,
+                        ))
+                    });
+                let (source, sink) = match built {
+                    Ok(parts) => parts,
+                    Err(e) => {
+                        // Reported as a failed pipeline: the processor records the error in
+                        // its TaskPosition and backs off; other changefeeds are unaffected.
+                        tracing::warn!(%changefeed, %table, error = %e, "cannot start table pipeline");
+                        pipelines.lock().insert(
+                            key,
+                            TableProgress {
+                                resolved_ts: start_ts,
+                                checkpoint_ts: start_ts,
+                                state: TablePipelineState::Failed(e),
+                            },
+                        );
+                        continue;
+                    }
+                };
+                let (stop_at, stop_rx) = watch::channel(None);
+                let task = tokio::spawn(run_table_pipeline(
+                    changefeed,
+                    table,
+                    start_ts,
+                    source,
+                    sink,
+                    pipelines.clone(),
+                    stop_rx,
+                    config.clone(),
+                ));
+                running.insert(key, Running { task, stop_at });
+            }
+            PipelineCommand::StopAt {
+                changefeed,
+                table,
+                boundary_ts,
+            } => {
+                if let Some(r) = running.get(&(changefeed, table)) {
+                    let _ = r.stop_at.send(Some(boundary_ts));
+                }
+            }
+            PipelineCommand::Cancel { changefeed, table } => {
+                let key = (changefeed, table);
+                if let Some(r) = running.remove(&key) {
+                    r.task.abort();
+                }
+                pipelines.lock().remove(&key);
+            }
+        }
+    }
+    for (_, r) in running {
+        r.task.abort();
+    }
+}
