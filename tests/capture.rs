@@ -8,19 +8,16 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
 use rcdc::capture::election::current_owner;
-use rcdc::capture::run::{run, CaptureConfig, CaptureStatus, Roles};
+use rcdc::capture::run::Roles;
 use rcdc_reactor::store::MetaStore;
 use rcdc_reactor::testing::EtcdHarness;
 use rcdc_reactor::{Reactor, TickContext, TickOutput};
 use rcdc_state::model::CaptureInfo;
-use rcdc_state::{CaptureId, Edit, GlobalState, KeyLayout, Patch, PatchGroup};
-use tokio::sync::watch;
+use rcdc_state::{CaptureId, Edit, GlobalState, Patch, PatchGroup};
 
 const PREFIX: &str = "/t/capture-loop";
 const TTL: Duration = Duration::from_secs(2);
@@ -58,83 +55,6 @@ impl Roles for TestRoles {
     }
 }
 
-struct TestCapture {
-    runtime: Option<tokio::runtime::Runtime>,
-    shutdown: watch::Sender<bool>,
-    status: watch::Receiver<CaptureStatus>,
-    done: Option<std::sync::mpsc::Receiver<()>>,
-}
-
-fn start(endpoints: Vec<String>, name: &'static str) -> TestCapture {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let (shutdown, shutdown_rx) = watch::channel(false);
-    let (status_tx, status) = watch::channel(CaptureStatus::default());
-    let (done_tx, done) = std::sync::mpsc::channel();
-    let counter = Arc::new(AtomicU64::new(0));
-    let config = CaptureConfig {
-        layout: KeyLayout::new(PREFIX),
-        advertise_addr: format!("{name}:8300"),
-        version: "test".into(),
-        session_ttl: TTL,
-        owner_tick: Duration::from_millis(20),
-        processor_tick: Duration::from_millis(20),
-        reset_interval: Duration::from_millis(200),
-        new_id: Arc::new(move || {
-            CaptureId::new(format!("{name}-{}", counter.fetch_add(1, Ordering::SeqCst)))
-        }),
-    };
-    runtime.spawn(async move {
-        let config_store = rcdc_reactor::store::etcd::EtcdStoreConfig {
-            dial_timeout: Duration::from_secs(2),
-            request_timeout: Duration::from_secs(3),
-        };
-        let store = rcdc_reactor::store::etcd::EtcdStore::connect(&endpoints, config_store)
-            .await
-            .expect("connect");
-        run(store, config, Arc::new(TestRoles), shutdown_rx, status_tx).await;
-        let _ = done_tx.send(());
-    });
-    TestCapture {
-        runtime: Some(runtime),
-        shutdown,
-        status,
-        done: Some(done),
-    }
-}
-
-impl TestCapture {
-    fn id(&self) -> Option<CaptureId> {
-        self.status.borrow().id.clone()
-    }
-    fn is_owner(&self) -> bool {
-        self.status.borrow().is_owner
-    }
-    /// A crash: every task is dropped, nothing is cleaned up.
-    fn kill(&mut self) {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
-    }
-    /// SIGTERM: resign, stop, revoke; waits for the loop to return.
-    fn stop_gracefully(&mut self) {
-        let _ = self.shutdown.send(true);
-        if let Some(done) = self.done.take() {
-            done.recv_timeout(Duration::from_secs(15))
-                .expect("capture stops in time");
-        }
-    }
-}
-
-impl Drop for TestCapture {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 async fn owned_by<S: MetaStore>(store: &S) -> Option<String> {
     get(store, &format!("{PREFIX}/meta/owned-by"))
         .await
@@ -146,9 +66,9 @@ async fn one_owner_and_failover_after_a_crash_within_the_session_ttl() {
     let etcd = EtcdHarness::start().await;
     let store = etcd.store().await;
     let mut caps = [
-        start(etcd.endpoints(), "a"),
-        start(etcd.endpoints(), "b"),
-        start(etcd.endpoints(), "c"),
+        start(etcd.endpoints(), "a", TestRoles, PREFIX, TTL),
+        start(etcd.endpoints(), "b", TestRoles, PREFIX, TTL),
+        start(etcd.endpoints(), "c", TestRoles, PREFIX, TTL),
     ];
     wait_until(
         DEADLINE,
@@ -210,7 +130,10 @@ async fn one_owner_and_failover_after_a_crash_within_the_session_ttl() {
 async fn graceful_shutdown_resigns_and_hands_over_without_waiting_for_the_ttl() {
     let etcd = EtcdHarness::start().await;
     let store = etcd.store().await;
-    let mut caps = [start(etcd.endpoints(), "a"), start(etcd.endpoints(), "b")];
+    let mut caps = [
+        start(etcd.endpoints(), "a", TestRoles, PREFIX, TTL),
+        start(etcd.endpoints(), "b", TestRoles, PREFIX, TTL),
+    ];
     wait_until(DEADLINE, "an owner", || async {
         owned_by(&store).await.is_some() && caps.iter().all(|c| c.id().is_some())
     })
@@ -241,7 +164,7 @@ async fn graceful_shutdown_resigns_and_hands_over_without_waiting_for_the_ttl() 
 async fn a_lost_session_comes_back_with_a_new_capture_id() {
     let etcd = EtcdHarness::start().await;
     let store = etcd.store().await;
-    let cap = start(etcd.endpoints(), "a");
+    let cap = start(etcd.endpoints(), "a", TestRoles, PREFIX, TTL);
     wait_until(DEADLINE, "registered", || async { cap.id().is_some() }).await;
     let first = cap.id().expect("id");
     let (kvs, _) = store

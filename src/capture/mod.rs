@@ -10,5 +10,6 @@
 //!   [`rcdc_reactor::Fence`] that every owner txn compares.
 
 pub mod election;
+pub mod roles;
 pub mod run;
 pub mod session;

@@ -2,6 +2,7 @@
 //! (target-design §6). Work in progress for issue #3: the pieces below are complete and
 //! tested on their own; `Owner::tick`, which composes them and emits effects, comes next.
 //!
+//! - [`runtime`]: the EtcdWorker adapter and the effect executor (IO).
 //! - [`tick`]: [`tick::Owner::tick`] composes the pieces below per changefeed.
 //! - [`feed_state`]: the changefeed state machine (admin jobs, error history, exponential
 //!   backoff, failing).
@@ -13,5 +14,6 @@
 pub mod feed_state;
 pub mod gc;
 pub mod progress;
+pub mod runtime;
 pub mod scheduler;
 pub mod tick;

@@ -16,7 +16,7 @@ use rcdc_reactor::{
     EtcdWorker, KeyPatch, Reactor, ReactorState, TickContext, TickOutput, WorkerConfig,
     WorkerError, WorkerExit, WorkerStats,
 };
-use rcdc_state::{PatchError, PatchOutcome};
+use rcdc_state::{CaptureId, PatchError, PatchOutcome};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -304,4 +304,92 @@ pub fn interfere<F: std::future::Future>(f: F) -> F::Output {
 pub type Shared<T> = Arc<Mutex<T>>;
 pub fn shared<T>(t: T) -> Shared<T> {
     Arc::new(Mutex::new(t))
+}
+
+/// A capture on its own runtime, so that `kill` drops every task like a crashed process.
+pub struct TestCapture {
+    runtime: Option<tokio::runtime::Runtime>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    status: tokio::sync::watch::Receiver<rcdc::capture::run::CaptureStatus>,
+    done: Option<std::sync::mpsc::Receiver<()>>,
+}
+
+pub fn start<R: rcdc::capture::run::Roles>(
+    endpoints: Vec<String>,
+    name: &'static str,
+    roles: R,
+    prefix: &str,
+    ttl: Duration,
+) -> TestCapture {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+    let (status_tx, status) =
+        tokio::sync::watch::channel(rcdc::capture::run::CaptureStatus::default());
+    let (done_tx, done) = std::sync::mpsc::channel();
+    let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let config = rcdc::capture::run::CaptureConfig {
+        layout: rcdc_state::KeyLayout::new(prefix),
+        advertise_addr: format!("{name}:8300"),
+        version: "test".into(),
+        session_ttl: ttl,
+        owner_tick: Duration::from_millis(20),
+        processor_tick: Duration::from_millis(20),
+        reset_interval: Duration::from_millis(200),
+        new_id: Arc::new(move || {
+            CaptureId::new(format!(
+                "{name}-{}",
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            ))
+        }),
+    };
+    runtime.spawn(async move {
+        let config_store = rcdc_reactor::store::etcd::EtcdStoreConfig {
+            dial_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(3),
+        };
+        let store = rcdc_reactor::store::etcd::EtcdStore::connect(&endpoints, config_store)
+            .await
+            .expect("connect");
+        rcdc::capture::run::run(store, config, Arc::new(roles), shutdown_rx, status_tx).await;
+        let _ = done_tx.send(());
+    });
+    TestCapture {
+        runtime: Some(runtime),
+        shutdown,
+        status,
+        done: Some(done),
+    }
+}
+
+impl TestCapture {
+    pub fn id(&self) -> Option<CaptureId> {
+        self.status.borrow().id.clone()
+    }
+    pub fn is_owner(&self) -> bool {
+        self.status.borrow().is_owner
+    }
+    /// A crash: every task is dropped, nothing is cleaned up.
+    pub fn kill(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+    /// SIGTERM: resign, stop, revoke; waits for the loop to return.
+    pub fn stop_gracefully(&mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(done) = self.done.take() {
+            done.recv_timeout(Duration::from_secs(15))
+                .expect("capture stops in time");
+        }
+    }
+}
+
+impl Drop for TestCapture {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
