@@ -230,3 +230,41 @@ async fn a_changefeed_is_dispatched_replicates_and_survives_an_owner_crash() {
         "exactly one new owner among the live captures"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_capture_gets_its_share_through_a_rebalance() {
+    let etcd = EtcdHarness::start().await;
+    let store = etcd.store().await;
+    let mut caps = vec![
+        start(etcd.endpoints(), "a", roles(), PREFIX, TTL),
+        start(etcd.endpoints(), "b", roles(), PREFIX, TTL),
+    ];
+    wait_until(DEADLINE, "two captures and an owner", || async {
+        caps.iter().all(|c| c.id().is_some()) && caps.iter().any(|c| c.is_owner())
+    })
+    .await;
+    let info = format!(
+        r#"{{"sink-uri":"blackhole://","start-ts":{},"state":"normal","config":{{}}}}"#,
+        now_ts().0
+    );
+    put(&store, &format!("{PREFIX}/changefeed/info/cf"), &info).await;
+    let spread = || async {
+        let (holders, ops, _) = view(&store).await;
+        let mut per: BTreeMap<String, usize> = BTreeMap::new();
+        for h in holders.values() {
+            *per.entry(h[0].clone()).or_default() += 1;
+        }
+        (all_held_once(&holders) && ops == 0).then_some(per)
+    };
+    wait_until(DEADLINE, "3/3 over two captures", || async {
+        spread().await.is_some_and(|p| p.values().all(|n| *n == 3))
+    })
+    .await;
+    caps.push(start(etcd.endpoints(), "c", roles(), PREFIX, TTL));
+    wait_until(DEADLINE, "2/2/2 after the third capture joins", || async {
+        spread()
+            .await
+            .is_some_and(|p| p.len() == 3 && p.values().all(|n| *n == 2))
+    })
+    .await;
+}
