@@ -144,6 +144,28 @@ async fn view<S: MetaStore>(store: &S) -> (BTreeMap<TableId, Vec<String>>, usize
     (holders, ops, checkpoint)
 }
 
+/// Tables a live capture holds or has an operation for (a hand-over in progress counts).
+async fn covered<S: MetaStore>(store: &S) -> usize {
+    let (kvs, _) = store.get_prefix(&format!("{PREFIX}/")).await.expect("list");
+    let mut state = GlobalState::new(KeyLayout::new(PREFIX));
+    for kv in &kvs {
+        state.apply(&kv.key, Some(&kv.value));
+    }
+    let mut tables = BTreeSet::new();
+    if let Some(cf) = state.changefeed(&"cf".into()) {
+        for (capture, status) in cf
+            .task_statuses
+            .iter()
+            .filter(|(c, _)| state.captures().contains_key(*c))
+        {
+            let _ = capture;
+            tables.extend(status.tables.iter().flat_map(|t| t.keys().copied()));
+            tables.extend(status.operation.iter().flat_map(|o| o.keys().copied()));
+        }
+    }
+    tables.len()
+}
+
 fn all_held_once(holders: &BTreeMap<TableId, Vec<String>>) -> bool {
     holders.len() == 6 && holders.values().all(|h| h.len() == 1)
 }
@@ -267,4 +289,78 @@ async fn a_joining_capture_gets_its_share_through_a_rebalance() {
             .is_some_and(|p| p.len() == 3 && p.values().all(|n| *n == 2))
     })
     .await;
+}
+
+/// Graceful shutdown drains: the leaving capture's tables move to the others *before* it
+/// deregisters, so no table is ever unheld and its status is empty when its key disappears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_drains_tables_before_leaving() {
+    let etcd = EtcdHarness::start().await;
+    let store = etcd.store().await;
+    let mut caps = [
+        start(etcd.endpoints(), "a", roles(), PREFIX, TTL),
+        start(etcd.endpoints(), "b", roles(), PREFIX, TTL),
+        start(etcd.endpoints(), "c", roles(), PREFIX, TTL),
+    ];
+    wait_until(DEADLINE, "three captures and an owner", || async {
+        caps.iter().all(|c| c.id().is_some()) && caps.iter().any(|c| c.is_owner())
+    })
+    .await;
+    let info = format!(
+        r#"{{"sink-uri":"blackhole://","start-ts":{},"state":"normal","config":{{}}}}"#,
+        now_ts().0
+    );
+    put(&store, &format!("{PREFIX}/changefeed/info/cf"), &info).await;
+    wait_until(DEADLINE, "settled 2/2/2", || async {
+        let (holders, ops, _) = view(&store).await;
+        all_held_once(&holders) && ops == 0
+    })
+    .await;
+    let leaving = caps
+        .iter()
+        .position(|c| !c.is_owner())
+        .expect("a non-owner");
+    let id = caps[leaving].id().expect("id").to_string();
+
+    // Sample while the capture leaves.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (store, stop, id) = (store.clone(), stop.clone(), id.clone());
+        tokio::spawn(async move {
+            let mut violations = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let n = covered(&store).await;
+                if n < 6 {
+                    violations.push(format!(
+                        "only {n} tables in a live capture's tables or operations"
+                    ));
+                }
+                let registered = get(&store, &format!("{PREFIX}/capture/{id}"))
+                    .await
+                    .is_some();
+                let status = get(&store, &format!("{PREFIX}/task/status/{id}/cf")).await;
+                let holds = status
+                    .and_then(|kv| {
+                        serde_json::from_slice::<rcdc_state::model::TaskStatus>(&kv.value).ok()
+                    })
+                    .is_some_and(|s| !s.is_empty());
+                if !registered && holds {
+                    violations.push("deregistered while still holding tables".to_owned());
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            violations
+        })
+    };
+    let started = Instant::now();
+    tokio::task::block_in_place(|| caps[leaving].stop_gracefully());
+    println!("graceful stop with drain took {:?}", started.elapsed());
+    wait_until(DEADLINE, "the others hold everything, settled", || async {
+        let (holders, ops, _) = view(&store).await;
+        all_held_once(&holders) && ops == 0 && !holders.values().any(|h| h[0] == id)
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let violations = sampler.await.expect("sampler");
+    assert!(violations.is_empty(), "{violations:?}");
 }

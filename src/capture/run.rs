@@ -6,7 +6,8 @@
 //!   ├─ processor worker, always
 //!   └─ campaign ─> owner worker, fenced by the election key ─> (resigned) campaign again
 //!   session lost ──> stop both, loop with a new id
-//!   shutdown ──────> resign if owner, stop both, revoke the lease (deletes our keys), return
+//!   shutdown ──────> drain (tables move to other captures, bounded), resign if owner, stop
+//!                    both, revoke the lease (deletes our keys), return
 //! ```
 //!
 //! The reactors are built by a [`Roles`] factory, so this loop is the same for the real owner
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 use rcdc_reactor::store::{MetaStore, Txn, TxnOp};
 use rcdc_reactor::{EtcdWorker, Reactor, WorkerConfig, WorkerError};
-use rcdc_state::model::CaptureInfo;
+use rcdc_state::model::{CaptureInfo, TaskStatus};
 use rcdc_state::{CaptureId, GlobalState, KeyLayout, Patch};
 use tokio::sync::watch;
 
@@ -55,6 +56,8 @@ pub struct CaptureConfig {
     pub processor_tick: Duration,
     /// Minimum time between two resets after the first two (TiCDC: 20 s).
     pub reset_interval: Duration,
+    /// On graceful shutdown, how long to wait for this capture's tables to move to others.
+    pub drain_timeout: Duration,
     /// New capture ids (random UUIDs in production; injected so tests are deterministic).
     pub new_id: Arc<dyn Fn() -> CaptureId + Send + Sync>,
 }
@@ -219,7 +222,10 @@ async fn incarnation<S: MetaStore + Clone, R: Roles>(
         let fence = tokio::select! {
             r = campaign(store, &owner_prefix, session.lease(), &me.id) => r,
             _ = session.wait_lost() => break Ended::SessionLost,
-            _ = stop_requested(shutdown) => break Ended::Shutdown,
+            _ = stop_requested(shutdown) => {
+                drain(store, config, me, session).await;
+                break Ended::Shutdown;
+            }
             r = &mut processor => {
                 tracing::warn!(result = ?r, "processor worker ended; restarting the capture");
                 break Ended::SessionLost;
@@ -257,6 +263,8 @@ async fn incarnation<S: MetaStore + Clone, R: Roles>(
             r = &mut owner => Some(r),
             _ = session.wait_lost() => None,
             _ = stop_requested(shutdown) => {
+                // The owner keeps running while we drain: it is what moves our tables.
+                drain(store, config, me, session).await;
                 let _ = owner_stop_tx.send(true);
                 let _ = (&mut owner).await;
                 if let Err(e) = resign(store, &fence).await {
@@ -293,6 +301,71 @@ async fn incarnation<S: MetaStore + Clone, R: Roles>(
         processor.abort();
     }
     ended
+}
+
+/// Graceful drain (target-design §5): when other captures are alive, mark this capture as
+/// draining so the owner moves its tables away, and wait — at most `drain_timeout` — until it
+/// holds nothing. Best effort: on timeout or a store error the capture leaves anyway and its
+/// tables are re-dispatched as for a crash.
+async fn drain<S: MetaStore + Clone>(
+    store: &S,
+    config: &CaptureConfig,
+    me: &CaptureInfo,
+    session: &Session<S>,
+) {
+    let my_key = config.layout.capture(&me.id);
+    let others = match store.get_prefix(&config.layout.capture_prefix()).await {
+        Ok((kvs, _)) => kvs
+            .iter()
+            .filter(|kv| kv.key != my_key)
+            .filter(|kv| {
+                serde_json::from_slice::<CaptureInfo>(&kv.value).is_ok_and(|c| !c.is_draining())
+            })
+            .count(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list captures; leaving without draining");
+            return;
+        }
+    };
+    if others == 0 {
+        return; // nobody to take the tables
+    }
+    let mut info = me.clone();
+    info.set_draining(true);
+    let Ok(value) = serde_json::to_vec(&info) else {
+        return;
+    };
+    let mark = Txn {
+        success: vec![TxnOp::Put {
+            key: my_key,
+            value,
+            lease: session.lease(),
+        }],
+        ..Txn::default()
+    };
+    if let Err(e) = store.txn(mark).await {
+        tracing::warn!(error = %e, "cannot mark the capture as draining; leaving without draining");
+        return;
+    }
+    tracing::info!(capture = %me.id, "draining: waiting for tables to move to other captures");
+    let deadline = tokio::time::Instant::now() + config.drain_timeout;
+    let prefix = config.layout.task_status_prefix(&me.id);
+    loop {
+        if let Ok((kvs, _)) = store.get_prefix(&prefix).await {
+            let empty = kvs.iter().all(|kv| {
+                serde_json::from_slice::<TaskStatus>(&kv.value).is_ok_and(|s| s.is_empty())
+            });
+            if empty {
+                tracing::info!(capture = %me.id, "drained");
+                return;
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(capture = %me.id, timeout = ?config.drain_timeout, "drain timed out; leaving anyway");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Waits for `f` for at most `d`.

@@ -215,6 +215,14 @@ impl TableScheduler {
             mut load,
             finished,
         } = index;
+        // A draining capture still holds its tables, but is never a target: it gets nothing
+        // new and its tables move away below (graceful shutdown, target-design §5).
+        let draining: BTreeSet<CaptureId> = captures
+            .iter()
+            .filter(|(_, info)| info.is_draining())
+            .map(|(c, _)| c.clone())
+            .collect();
+        load.retain(|c, _| !draining.contains(c));
 
         let changefeed = self.changefeed.clone();
         let mut plan = Plan {
@@ -233,6 +241,7 @@ impl TableScheduler {
                 };
                 if !current_tables.contains(&r.table)
                     || !captures.contains_key(target)
+                    || draining.contains(target)
                     || holds.contains_key(&r.table)
                 {
                     // Dropped meanwhile, target gone, or somehow held: step 3/4 decide.
@@ -283,6 +292,36 @@ impl TableScheduler {
 
         // 5. Manual moves.
         self.run_moves(&mut plan, &mut holds, captures, current_tables, &mut out);
+
+        // 5b. Draining captures hand every idle table to the least-loaded other capture.
+        if !draining.is_empty() {
+            let mut by_load: BTreeSet<(usize, CaptureId)> =
+                load.iter().map(|(c, n)| (*n, c.clone())).collect();
+            let leaving: Vec<(TableId, CaptureId)> = holds
+                .iter()
+                .filter(|(_, h)| {
+                    draining.contains(&h.capture) && h.in_tables && !h.busy && !h.removing
+                })
+                .map(|(t, h)| (*t, h.capture.clone()))
+                .collect();
+            for (table, from) in leaving {
+                let Some((n, to)) = by_load.pop_first() else {
+                    break; // nobody to take it: the drain waits out its timeout
+                };
+                plan.push(
+                    &from,
+                    TaskStatusEdit::MoveTableOut {
+                        table,
+                        boundary_ts: checkpoint,
+                        target: to.clone(),
+                    },
+                );
+                if let Some(h) = holds.get_mut(&table) {
+                    h.busy = true;
+                }
+                by_load.insert((n.saturating_add(1), to));
+            }
+        }
 
         // 6. Rebalance, once everything has settled.
         let ops_in_flight = cf

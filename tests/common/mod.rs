@@ -339,6 +339,7 @@ pub fn start<R: rcdc::capture::run::Roles>(
         owner_tick: Duration::from_millis(20),
         processor_tick: Duration::from_millis(20),
         reset_interval: Duration::from_millis(200),
+        drain_timeout: Duration::from_secs(10),
         new_id: Arc::new(move || {
             CaptureId::new(format!(
                 "{name}-{}",

@@ -22,6 +22,32 @@ pub struct CaptureInfo {
     pub extra: Extra,
 }
 
+impl CaptureInfo {
+    /// rcdc's additive field marking a capture that is shutting down: the owner moves its
+    /// tables away and never gives it new ones (TiCDC ignores the unknown field).
+    pub const DRAINING_FIELD: &'static str = "rcdc-draining";
+
+    /// Whether the capture asked to be drained.
+    pub fn is_draining(&self) -> bool {
+        self.extra
+            .get(Self::DRAINING_FIELD)
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false)
+    }
+
+    /// Marks (or unmarks) the capture as draining.
+    pub fn set_draining(&mut self, draining: bool) {
+        if draining {
+            self.extra.insert(
+                Self::DRAINING_FIELD.to_owned(),
+                serde_json::Value::Bool(true),
+            );
+        } else {
+            self.extra.remove(Self::DRAINING_FIELD);
+        }
+    }
+}
+
 /// The empty id: Go's zero value, which is what a capture value without `id` decodes to.
 // Here rather than in `ids` because only the model's `#[serde(default)]` needs it.
 impl Default for CaptureId {
@@ -36,6 +62,17 @@ mod tests {
 
     use super::*;
     use crate::model::{decode, encode};
+
+    #[test]
+    fn draining_is_an_additive_field() {
+        let mut c: CaptureInfo = decode(FACTS.as_bytes()).expect("decode");
+        assert!(!c.is_draining());
+        c.set_draining(true);
+        let json = String::from_utf8(encode(&c).expect("encode")).expect("utf8");
+        assert!(json.ends_with(r#","rcdc-draining":true}"#), "{json}");
+        let back: CaptureInfo = decode(json.as_bytes()).expect("decode");
+        assert!(back.is_draining());
+    }
 
     const FACTS: &str = r#"{"id":"0f8e5f7c-3c1e-4c53-9a55-7a3c4bd1a001","address":"127.0.0.1:8300","version":"v5.1.0"}"#;
 
