@@ -11,6 +11,7 @@ pub mod owner;
 pub mod pipeline;
 pub mod processor;
 pub mod sink;
+pub mod upstream;
 
 pub use rcdc_reactor as reactor;
 pub use rcdc_state as state;
