@@ -6,12 +6,14 @@
 //! one directory each, every role split into a pure `tick.rs` and its IO runtime.
 
 pub mod capture;
+pub mod data_plane;
 pub mod event;
 pub mod owner;
 pub mod pipeline;
 pub mod processor;
 pub mod sink;
 pub mod upstream;
+pub mod verify;
 
 pub use rcdc_reactor as reactor;
 pub use rcdc_state as state;

@@ -1,0 +1,156 @@
+//! The data plane behind the runtimes' seams: one [`Upstream`] per upstream URI (shared, so
+//! service safe points persist across calls), serving the owner ([`OwnerUpstream`]) and the
+//! table pipelines ([`PipelineFactory`], with sinks opened from the changefeed's sink URI).
+//!
+//! A changefeed's upstream is the additive `upstream-uri` field of its info when set
+//! (target-design §2), else the cluster default (`cdc server --upstream`, default `demo://`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use rcdc_reactor::Clock;
+use rcdc_state::model::ChangeFeedInfo;
+use rcdc_state::{ChangefeedId, TableId, Ts};
+
+use crate::event::TableEvent;
+use crate::owner::gc::UpdateSafePoint;
+use crate::owner::runtime::OwnerUpstream;
+use crate::pipeline::table::TableSource;
+use crate::processor::runtime::PipelineFactory;
+use crate::sink::{open_table_sink, parse_sink_uri, TableIdent, TableSink};
+use crate::upstream::{parse_upstream_uri, Upstream};
+
+/// The `ChangeFeedInfo` field naming a changefeed's upstream (rcdc's additive field).
+pub const UPSTREAM_URI_FIELD: &str = "upstream-uri";
+
+/// Upstreams by URI, sinks by changefeed info, time from an injected clock.
+pub struct DataPlane {
+    default_upstream: String,
+    clock: Arc<dyn Clock>,
+    upstreams: Mutex<BTreeMap<String, Arc<dyn Upstream>>>,
+}
+
+impl DataPlane {
+    /// A data plane whose changefeeds default to `default_upstream`.
+    pub fn new(default_upstream: impl Into<String>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            default_upstream: default_upstream.into(),
+            clock,
+            upstreams: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The upstream URI of a changefeed.
+    pub fn upstream_uri<'a>(&'a self, info: &'a ChangeFeedInfo) -> &'a str {
+        info.extra
+            .get(UPSTREAM_URI_FIELD)
+            .and_then(|v| v.as_str())
+            .unwrap_or(&self.default_upstream)
+    }
+
+    /// The shared upstream for `uri`, parsed once.
+    pub fn upstream(&self, uri: &str) -> Result<Arc<dyn Upstream>, String> {
+        let mut map = self.upstreams.lock();
+        if let Some(u) = map.get(uri) {
+            return Ok(u.clone());
+        }
+        let u: Arc<dyn Upstream> = Arc::from(parse_upstream_uri(uri).map_err(|e| e.to_string())?);
+        map.insert(uri.to_owned(), u.clone());
+        Ok(u)
+    }
+
+    fn for_changefeed(&self, info: &ChangeFeedInfo) -> Result<Arc<dyn Upstream>, String> {
+        self.upstream(self.upstream_uri(info))
+    }
+}
+
+impl OwnerUpstream for DataPlane {
+    fn list_tables(
+        &self,
+        _: &ChangefeedId,
+        info: &ChangeFeedInfo,
+        at: Ts,
+    ) -> Result<BTreeSet<TableId>, String> {
+        self.for_changefeed(info)?
+            .tables_at(at)
+            .map_err(|e| e.to_string())
+    }
+
+    fn update_gc_safe_point(&self, update: &UpdateSafePoint) -> Result<Ts, String> {
+        // Every upstream in use holds our safe point; the answer is the highest minimum, so a
+        // checkpoint behind any of them counts as lost.
+        let upstreams: Vec<Arc<dyn Upstream>> = self.upstreams.lock().values().cloned().collect();
+        let now_ms = self.clock.now_ms();
+        let mut min = Ts(0);
+        for u in upstreams {
+            let m = u
+                .update_service_safe_point(
+                    update.service_id,
+                    update.ttl_secs,
+                    update.safe_point,
+                    now_ms,
+                )
+                .map_err(|e| e.to_string())?;
+            min = min.max(m);
+        }
+        Ok(min)
+    }
+}
+
+impl PipelineFactory for DataPlane {
+    fn source(
+        &self,
+        _: &ChangefeedId,
+        info: &ChangeFeedInfo,
+        table: TableId,
+    ) -> Result<Box<dyn TableSource>, String> {
+        Ok(Box::new(UpstreamSource {
+            upstream: self.for_changefeed(info)?,
+            table,
+            clock: self.clock.clone(),
+        }))
+    }
+
+    fn sink(
+        &self,
+        changefeed: &ChangefeedId,
+        info: &ChangeFeedInfo,
+        table: TableId,
+    ) -> Result<Box<dyn TableSink>, String> {
+        let spec = parse_sink_uri(&info.sink_uri).map_err(|e| e.to_string())?;
+        let upstream = self.for_changefeed(info)?;
+        let name = upstream
+            .table_name(table)
+            .ok_or_else(|| format!("table {table} is unknown to the upstream"))?;
+        let ident = TableIdent {
+            schema: name.schema,
+            table: name.table,
+            table_id: table,
+        };
+        open_table_sink(&spec, changefeed, &ident).map_err(|e| e.to_string())
+    }
+}
+
+/// A table's changes from its upstream, for the table pipeline.
+struct UpstreamSource {
+    upstream: Arc<dyn Upstream>,
+    table: TableId,
+    clock: Arc<dyn Clock>,
+}
+
+impl TableSource for UpstreamSource {
+    fn now(&self) -> Ts {
+        self.upstream.now(self.clock.now_ms())
+    }
+
+    fn fetch(&mut self, after: Ts, upto: Ts) -> Result<Vec<TableEvent>, String> {
+        // A pipeline far behind pulls old slices; it must learn that they are gone now.
+        self.upstream
+            .check_snapshot(self.table, after, self.now())
+            .map_err(|e| e.to_string())?;
+        self.upstream
+            .table_events(self.table, after, upto)
+            .map_err(|e| e.to_string())
+    }
+}
