@@ -18,7 +18,7 @@ use crate::owner::gc::UpdateSafePoint;
 use crate::owner::runtime::OwnerUpstream;
 use crate::pipeline::table::TableSource;
 use crate::processor::runtime::PipelineFactory;
-use crate::sink::{open_table_sink, parse_sink_uri, TableIdent, TableSink};
+use crate::sink::{open_checkpoint_writer, open_table_sink, parse_sink_uri, TableIdent, TableSink};
 use crate::upstream::{parse_upstream_uri, Upstream};
 
 /// The `ChangeFeedInfo` field naming a changefeed's upstream (rcdc's additive field).
@@ -95,6 +95,19 @@ impl OwnerUpstream for DataPlane {
             min = min.max(m);
         }
         Ok(min)
+    }
+
+    fn write_sink_checkpoint(
+        &self,
+        changefeed: &ChangefeedId,
+        info: &ChangeFeedInfo,
+        checkpoint: Ts,
+    ) -> Result<(), String> {
+        let spec = parse_sink_uri(&info.sink_uri).map_err(|e| e.to_string())?;
+        let writer = open_checkpoint_writer(&spec, changefeed).map_err(|e| e.to_string())?;
+        writer
+            .write_checkpoint(checkpoint)
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -129,6 +129,10 @@ async fn demo_to_file_survives_a_crash_and_a_join_and_matches_the_oracle() {
         "the window must contain real traffic: {compared}"
     );
     assert!(mismatches.is_empty(), "{mismatches:#?}");
+    let recorded = rcdc::sink::read_checkpoint(dir.path(), &ChangefeedId::from("cf"))
+        .expect("metadata")
+        .expect("the owner records the checkpoint in the sink");
+    assert!(recorded >= start_ts, "{recorded:?}");
 
     // Negative control: at a T the sink cannot have reached yet, the same check must fail.
     let future = Ts::from_parts(now_ms() + 60_000, 0);

@@ -28,6 +28,13 @@ pub trait OwnerUpstream: Send + Sync + 'static {
     ) -> Result<BTreeSet<TableId>, String>;
     /// Sets the service GC safe point; returns the upstream's minimum safe point.
     fn update_gc_safe_point(&self, update: &UpdateSafePoint) -> Result<Ts, String>;
+    /// Records the changefeed checkpoint in its sink.
+    fn write_sink_checkpoint(
+        &self,
+        changefeed: &ChangefeedId,
+        info: &ChangeFeedInfo,
+        checkpoint: Ts,
+    ) -> Result<(), String>;
 }
 
 /// An effect with the changefeed info it needs, for the executor.
@@ -99,7 +106,8 @@ impl Reactor for OwnerReactor {
         }
         for effect in out.effects {
             let info = match &effect {
-                OwnerEffect::ListTables { changefeed, .. } => {
+                OwnerEffect::ListTables { changefeed, .. }
+                | OwnerEffect::WriteSinkCheckpoint { changefeed, .. } => {
                     state.changefeed(changefeed).and_then(|c| c.info.clone())
                 }
                 OwnerEffect::UpdateGcSafePoint(_) => None,
@@ -127,6 +135,20 @@ async fn execute(
                 match listed {
                     Ok(tables) => OwnerEffectResult::Tables { changefeed, tables },
                     Err(error) => OwnerEffectResult::TablesFailed { changefeed, error },
+                }
+            }
+            OwnerEffect::WriteSinkCheckpoint {
+                changefeed,
+                checkpoint,
+            } => {
+                let written = info
+                    .ok_or_else(|| "the changefeed has no info".to_owned())
+                    .and_then(|info| {
+                        upstream.write_sink_checkpoint(&changefeed, &info, checkpoint)
+                    });
+                match written {
+                    Ok(()) => continue,
+                    Err(error) => OwnerEffectResult::SinkCheckpointFailed { changefeed, error },
                 }
             }
             OwnerEffect::UpdateGcSafePoint(update) => {

@@ -68,6 +68,14 @@ pub enum OwnerEffect {
     },
     /// Push the GC safe point.
     UpdateGcSafePoint(UpdateSafePoint),
+    /// Record the changefeed checkpoint in the sink, so a consumer knows up to where its
+    /// files are complete (every table flushed at least this far).
+    WriteSinkCheckpoint {
+        /// The changefeed.
+        changefeed: ChangefeedId,
+        /// Its checkpoint.
+        checkpoint: Ts,
+    },
 }
 
 /// Results of earlier effects, fed back to the next tick.
@@ -89,6 +97,13 @@ pub enum OwnerEffectResult {
     },
     /// The GC push's answer.
     GcSafePoint(SafePointResult),
+    /// Writing the sink checkpoint failed (e.g. an unwritable sink directory).
+    SinkCheckpointFailed {
+        /// The changefeed.
+        changefeed: ChangefeedId,
+        /// Why.
+        error: String,
+    },
 }
 
 /// Everything a tick may read besides the snapshot.
@@ -231,6 +246,22 @@ impl Owner {
                         });
                     }
                 }
+                OwnerEffectResult::SinkCheckpointFailed { changefeed, error } => {
+                    if state
+                        .changefeed(changefeed)
+                        .is_some_and(|c| c.info.is_some())
+                    {
+                        let addr = self.config.addr.clone();
+                        self.feed(changefeed)
+                            .state
+                            .report_error(rcdc_state::model::RunningError {
+                                addr,
+                                code: "CDC:ErrSinkCheckpoint".into(),
+                                message: error.clone(),
+                                extra: Default::default(),
+                            });
+                    }
+                }
                 OwnerEffectResult::GcSafePoint(res) => {
                     if let Some(e) = self.gc.on_result(res.clone(), input.now_ms) {
                         tracing::error!(error = %e, "GC safe point");
@@ -309,6 +340,10 @@ impl Owner {
                 let mut g = PatchGroup::new(format!("changefeed/{id}/progress"));
                 g.patches.push(p);
                 out.groups.push(g);
+                out.effects.push(OwnerEffect::WriteSinkCheckpoint {
+                    changefeed: id.clone(),
+                    checkpoint: progress.checkpoint_ts,
+                });
             }
             if progress.checkpoint_ts >= target {
                 feed.state.mark_finished();
