@@ -11,6 +11,7 @@ pub mod event;
 pub mod owner;
 pub mod pipeline;
 pub mod processor;
+pub mod server;
 pub mod sink;
 pub mod upstream;
 pub mod verify;
