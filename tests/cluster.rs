@@ -16,14 +16,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use rcdc::capture::roles::ClusterRoles;
-use rcdc::event::TableEvent;
 use rcdc::owner::gc::UpdateSafePoint;
 use rcdc::owner::runtime::OwnerUpstream;
 use rcdc::owner::tick::OwnerConfig;
-use rcdc::pipeline::table::{TablePipelineConfig, TableSource};
-use rcdc::processor::runtime::PipelineFactory;
+use rcdc::pipeline::table::TablePipelineConfig;
 use rcdc::processor::ProcessorConfig;
-use rcdc::sink::{SinkError, TableSink};
 use rcdc_reactor::store::MetaStore;
 use rcdc_reactor::testing::EtcdHarness;
 use rcdc_state::model::ChangeFeedInfo;
@@ -64,57 +61,10 @@ impl OwnerUpstream for Upstream {
     }
 }
 
-struct Source;
-
-impl TableSource for Source {
-    fn now(&self) -> Ts {
-        now_ts()
-    }
-    fn fetch(&mut self, _: Ts, upto: Ts) -> Result<Vec<TableEvent>, String> {
-        Ok(vec![TableEvent::Resolved(upto)])
-    }
-}
-
-struct Sink;
-
-impl TableSink for Sink {
-    fn write(&mut self, _: &[rcdc::event::RowChange]) -> Result<(), SinkError> {
-        Ok(())
-    }
-    fn flush(&mut self, resolved: Ts) -> Result<Ts, SinkError> {
-        Ok(resolved)
-    }
-    fn close(&mut self) {}
-    fn rows_written(&self) -> u64 {
-        0
-    }
-}
-
-struct Factory;
-
-impl PipelineFactory for Factory {
-    fn source(
-        &self,
-        _: &ChangefeedId,
-        _: &ChangeFeedInfo,
-        _: TableId,
-    ) -> Result<Box<dyn TableSource>, String> {
-        Ok(Box::new(Source))
-    }
-    fn sink(
-        &self,
-        _: &ChangefeedId,
-        _: &ChangeFeedInfo,
-        _: TableId,
-    ) -> Result<Box<dyn TableSink>, String> {
-        Ok(Box::new(Sink))
-    }
-}
-
 fn roles() -> ClusterRoles {
     ClusterRoles {
         upstream: Arc::new(Upstream),
-        pipelines: Arc::new(Factory),
+        pipelines: Arc::new(IdleFactory(Arc::new(now_ts))),
         owner: OwnerConfig {
             flush_interval_ms: 50,
             ..Default::default()
@@ -178,26 +128,35 @@ fn all_held_once(holders: &BTreeMap<TableId, Vec<String>>) -> bool {
     holders.len() == 6 && holders.values().all(|h| h.len() == 1)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_changefeed_is_dispatched_replicates_and_survives_an_owner_crash() {
-    let etcd = EtcdHarness::start().await;
+/// Starts one capture per name, waits until all registered and one owns, then creates the
+/// changefeed `cf` (blackhole sink) starting now. Returns the captures and the start ts.
+async fn cluster_with_changefeed(
+    etcd: &EtcdHarness,
+    names: &[&'static str],
+) -> (Vec<TestCapture>, Ts) {
     let store = etcd.store().await;
-    let mut caps = [
-        start(etcd.endpoints(), "a", roles(), PREFIX, TTL),
-        start(etcd.endpoints(), "b", roles(), PREFIX, TTL),
-        start(etcd.endpoints(), "c", roles(), PREFIX, TTL),
-    ];
-    wait_until(DEADLINE, "three captures and an owner", || async {
+    let caps: Vec<TestCapture> = names
+        .iter()
+        .map(|n| start(etcd.endpoints(), n, roles(), PREFIX, TTL))
+        .collect();
+    wait_until(DEADLINE, "captures registered and an owner", || async {
         caps.iter().all(|c| c.id().is_some()) && caps.iter().any(|c| c.is_owner())
     })
     .await;
-
     let start_ts = now_ts();
     let info = format!(
         r#"{{"sink-uri":"blackhole://","opts":{{}},"start-ts":{},"target-ts":0,"admin-job-type":0,"sort-engine":"unified","config":{{}},"state":"normal","history":null,"error":null}}"#,
         start_ts.0
     );
     put(&store, &format!("{PREFIX}/changefeed/info/cf"), &info).await;
+    (caps, start_ts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changefeed_is_dispatched_replicates_and_survives_an_owner_crash() {
+    let etcd = EtcdHarness::start().await;
+    let store = etcd.store().await;
+    let (mut caps, start_ts) = cluster_with_changefeed(&etcd, &["a", "b", "c"]).await;
 
     wait_until(
         DEADLINE,
@@ -265,19 +224,7 @@ async fn a_changefeed_is_dispatched_replicates_and_survives_an_owner_crash() {
 async fn a_joining_capture_gets_its_share_through_a_rebalance() {
     let etcd = EtcdHarness::start().await;
     let store = etcd.store().await;
-    let mut caps = vec![
-        start(etcd.endpoints(), "a", roles(), PREFIX, TTL),
-        start(etcd.endpoints(), "b", roles(), PREFIX, TTL),
-    ];
-    wait_until(DEADLINE, "two captures and an owner", || async {
-        caps.iter().all(|c| c.id().is_some()) && caps.iter().any(|c| c.is_owner())
-    })
-    .await;
-    let info = format!(
-        r#"{{"sink-uri":"blackhole://","start-ts":{},"state":"normal","config":{{}}}}"#,
-        now_ts().0
-    );
-    put(&store, &format!("{PREFIX}/changefeed/info/cf"), &info).await;
+    let (mut caps, _) = cluster_with_changefeed(&etcd, &["a", "b"]).await;
     let spread = || async {
         let (holders, ops, _) = view(&store).await;
         let mut per: BTreeMap<String, usize> = BTreeMap::new();
@@ -305,20 +252,7 @@ async fn a_joining_capture_gets_its_share_through_a_rebalance() {
 async fn a_graceful_shutdown_drains_tables_before_leaving() {
     let etcd = EtcdHarness::start().await;
     let store = etcd.store().await;
-    let mut caps = [
-        start(etcd.endpoints(), "a", roles(), PREFIX, TTL),
-        start(etcd.endpoints(), "b", roles(), PREFIX, TTL),
-        start(etcd.endpoints(), "c", roles(), PREFIX, TTL),
-    ];
-    wait_until(DEADLINE, "three captures and an owner", || async {
-        caps.iter().all(|c| c.id().is_some()) && caps.iter().any(|c| c.is_owner())
-    })
-    .await;
-    let info = format!(
-        r#"{{"sink-uri":"blackhole://","start-ts":{},"state":"normal","config":{{}}}}"#,
-        now_ts().0
-    );
-    put(&store, &format!("{PREFIX}/changefeed/info/cf"), &info).await;
+    let (mut caps, _) = cluster_with_changefeed(&etcd, &["a", "b", "c"]).await;
     wait_until(DEADLINE, "settled 2/2/2", || async {
         let (holders, ops, _) = view(&store).await;
         all_held_once(&holders) && ops == 0

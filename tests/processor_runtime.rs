@@ -9,62 +9,13 @@ use std::sync::Arc;
 
 use common::*;
 use parking_lot::Mutex;
-use rcdc::event::TableEvent;
-use rcdc::pipeline::table::{TablePipelineConfig, TableSource};
-use rcdc::processor::runtime::{supervise, PipelineFactory, ProcessorReactor};
+use rcdc::pipeline::table::TablePipelineConfig;
+use rcdc::processor::runtime::{supervise, ProcessorReactor};
 use rcdc::processor::{ProcessorConfig, ProcessorManager};
-use rcdc::sink::{SinkError, TableSink};
 use rcdc_reactor::testing::EtcdHarness;
-use rcdc_state::model::{ChangeFeedInfo, OperationStatus, TaskPosition, TaskStatus};
+use rcdc_state::model::{OperationStatus, TaskPosition, TaskStatus};
 use rcdc_state::{ChangefeedId, GlobalState, KeyLayout, TableId, Ts};
 use tokio::sync::mpsc;
-
-struct Clocked(Arc<Mutex<Ts>>);
-
-impl TableSource for Clocked {
-    fn now(&self) -> Ts {
-        *self.0.lock()
-    }
-    fn fetch(&mut self, _after: Ts, upto: Ts) -> Result<Vec<TableEvent>, String> {
-        Ok(vec![TableEvent::Resolved(upto)])
-    }
-}
-
-struct Durable;
-
-impl TableSink for Durable {
-    fn write(&mut self, _: &[rcdc::event::RowChange]) -> Result<(), SinkError> {
-        Ok(())
-    }
-    fn flush(&mut self, resolved: Ts) -> Result<Ts, SinkError> {
-        Ok(resolved)
-    }
-    fn close(&mut self) {}
-    fn rows_written(&self) -> u64 {
-        0
-    }
-}
-
-struct Factory(Arc<Mutex<Ts>>);
-
-impl PipelineFactory for Factory {
-    fn source(
-        &self,
-        _: &ChangefeedId,
-        _: &ChangeFeedInfo,
-        _: TableId,
-    ) -> Result<Box<dyn TableSource>, String> {
-        Ok(Box::new(Clocked(self.0.clone())))
-    }
-    fn sink(
-        &self,
-        _: &ChangefeedId,
-        _: &ChangeFeedInfo,
-        _: TableId,
-    ) -> Result<Box<dyn TableSink>, String> {
-        Ok(Box::new(Durable))
-    }
-}
 
 fn ts(ms: u64) -> Ts {
     Ts::from_parts(ms, 0)
@@ -119,7 +70,10 @@ async fn the_operation_protocol_completes_through_etcd() {
     let (tx, rx) = mpsc::unbounded_channel();
     let supervisor = tokio::spawn(supervise(
         rx,
-        Arc::new(Factory(now.clone())),
+        Arc::new(IdleFactory(Arc::new({
+            let now = now.clone();
+            move || *now.lock()
+        }))),
         pipelines.clone(),
         TablePipelineConfig::default(),
     ));

@@ -394,3 +394,58 @@ impl Drop for TestCapture {
         self.kill();
     }
 }
+
+/// A table source with no rows whose time is whatever `now` says: pipelines make
+/// resolved-only progress, which is all the control-plane tests need.
+pub struct IdleSource(pub Arc<dyn Fn() -> rcdc_state::Ts + Send + Sync>);
+
+impl rcdc::pipeline::table::TableSource for IdleSource {
+    fn now(&self) -> rcdc_state::Ts {
+        (self.0)()
+    }
+    fn fetch(
+        &mut self,
+        _: rcdc_state::Ts,
+        upto: rcdc_state::Ts,
+    ) -> Result<Vec<rcdc::event::TableEvent>, String> {
+        Ok(vec![rcdc::event::TableEvent::Resolved(upto)])
+    }
+}
+
+/// A sink whose flush makes everything durable at once.
+pub struct DurableSink;
+
+impl rcdc::sink::TableSink for DurableSink {
+    fn write(&mut self, _: &[rcdc::event::RowChange]) -> Result<(), rcdc::sink::SinkError> {
+        Ok(())
+    }
+    fn flush(&mut self, resolved: rcdc_state::Ts) -> Result<rcdc_state::Ts, rcdc::sink::SinkError> {
+        Ok(resolved)
+    }
+    fn close(&mut self) {}
+    fn rows_written(&self) -> u64 {
+        0
+    }
+}
+
+/// Idle sources and durable sinks for every table.
+pub struct IdleFactory(pub Arc<dyn Fn() -> rcdc_state::Ts + Send + Sync>);
+
+impl rcdc::processor::runtime::PipelineFactory for IdleFactory {
+    fn source(
+        &self,
+        _: &rcdc_state::ChangefeedId,
+        _: &rcdc_state::model::ChangeFeedInfo,
+        _: rcdc_state::TableId,
+    ) -> Result<Box<dyn rcdc::pipeline::table::TableSource>, String> {
+        Ok(Box::new(IdleSource(self.0.clone())))
+    }
+    fn sink(
+        &self,
+        _: &rcdc_state::ChangefeedId,
+        _: &rcdc_state::model::ChangeFeedInfo,
+        _: rcdc_state::TableId,
+    ) -> Result<Box<dyn rcdc::sink::TableSink>, String> {
+        Ok(Box::new(DurableSink))
+    }
+}
