@@ -104,7 +104,8 @@ impl OwnerUpstream for DataPlane {
         checkpoint: Ts,
     ) -> Result<(), String> {
         let spec = parse_sink_uri(&info.sink_uri).map_err(|e| e.to_string())?;
-        let writer = open_checkpoint_writer(&spec, changefeed).map_err(|e| e.to_string())?;
+        let mut writer = open_checkpoint_writer(&spec, changefeed).map_err(|e| e.to_string())?;
+        writer.set_start_ts(info.start_ts());
         writer
             .write_checkpoint(checkpoint)
             .map_err(|e| e.to_string())

@@ -119,12 +119,12 @@ struct VerifyArgs {
     /// The file sink URI.
     #[arg(long)]
     sink_uri: String,
-    /// Changefeed id.
+    /// Changefeed id (default: the only changefeed recorded in the sink).
     #[arg(short = 'c', long = "changefeed-id")]
-    id: String,
-    /// The changefeed's start ts.
+    id: Option<String>,
+    /// The changefeed's start ts (default: the one recorded in the sink).
     #[arg(long)]
-    start_ts: u64,
+    start_ts: Option<u64>,
     /// Check at this ts (default: the checkpoint recorded in the sink).
     #[arg(long)]
     ts: Option<u64>,
@@ -312,15 +312,44 @@ fn verify(args: VerifyArgs) -> anyhow::Result<()> {
             rcdc::sink::SinkSpec::File(cfg) => cfg.dir,
             _ => bail!("cdc verify reads file:// sinks only"),
         };
-    let cf = ChangefeedId::from(args.id.as_str());
+    let id = match args.id {
+        Some(id) => id,
+        None => {
+            let recorded = rcdc::sink::recorded_changefeeds(&dir).map_err(|e| anyhow!("{e}"))?;
+            match recorded.as_slice() {
+                [one] => one.clone(),
+                [] => bail!(
+                    "no changefeed has recorded a checkpoint in {} yet",
+                    dir.display()
+                ),
+                many => bail!(
+                    "several changefeeds in {}: {}; pick one with -c",
+                    dir.display(),
+                    many.join(", ")
+                ),
+            }
+        }
+    };
+    let cf = ChangefeedId::from(id.as_str());
+    let start = match args.start_ts {
+        Some(ts) => Ts(ts),
+        None => rcdc::sink::read_start_ts(&dir, &cf)
+            .map_err(|e| anyhow!("{e}"))?
+            .ok_or_else(|| {
+                anyhow!(
+                    "no start ts recorded for {id} in {}; pass --start-ts",
+                    dir.display()
+                )
+            })?,
+    };
     let at = match args.ts {
         Some(ts) => Ts(ts),
         None => rcdc::sink::read_checkpoint(&dir, &cf)
             .map_err(|e| anyhow!("{e}"))?
             .ok_or_else(|| anyhow!("no checkpoint recorded in {} yet; pass --ts", dir.display()))?,
     };
-    let reports = rcdc::verify::verify(demo, &dir, &cf, Ts(args.start_ts).prev(), at)
-        .map_err(|e| anyhow!(e))?;
+    let reports =
+        rcdc::verify::verify(demo, &dir, &cf, start.prev(), at).map_err(|e| anyhow!(e))?;
     let mut bad = 0;
     for r in &reports {
         println!(

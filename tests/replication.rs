@@ -133,6 +133,12 @@ async fn demo_to_file_survives_a_crash_and_a_join_and_matches_the_oracle() {
         .expect("metadata")
         .expect("the owner records the checkpoint in the sink");
     assert!(recorded >= start_ts, "{recorded:?}");
+    let meta = std::fs::read_to_string(dir.path().join("cf").join("metadata")).expect("metadata");
+    assert_eq!(
+        rcdc::sink::read_start_ts(dir.path(), &ChangefeedId::from("cf")).expect("read"),
+        Some(start_ts),
+        "{meta}"
+    );
 
     // Negative control: at a T the sink cannot have reached yet, the same check must fail.
     let future = Ts::from_parts(now_ms() + 60_000, 0);

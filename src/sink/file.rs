@@ -385,6 +385,7 @@ impl Drop for FileTableSink {
 pub struct FileCheckpointWriter {
     dir: PathBuf,
     last: Mutex<Option<Ts>>,
+    start: Option<Ts>,
 }
 
 impl FileCheckpointWriter {
@@ -399,6 +400,7 @@ impl FileCheckpointWriter {
         Ok(FileCheckpointWriter {
             dir,
             last: Mutex::new(None),
+            start: None,
         })
     }
 
@@ -417,7 +419,14 @@ impl CheckpointWriter for FileCheckpointWriter {
             return Ok(());
         }
         let tmp = self.dir.join(METADATA_TMP);
-        let body = format!("{{\"checkpoint-ts\":{}}}", ts.get());
+        let body = match self.start {
+            Some(start) => format!(
+                "{{\"checkpoint-ts\":{},\"rcdc-start-ts\":{}}}",
+                ts.get(),
+                start.get()
+            ),
+            None => format!("{{\"checkpoint-ts\":{}}}", ts.get()),
+        };
         let write = || -> std::io::Result<()> {
             let mut f = File::create(&tmp)?;
             f.write_all(body.as_bytes())?;
@@ -430,6 +439,41 @@ impl CheckpointWriter for FileCheckpointWriter {
         *last = Some(ts);
         Ok(())
     }
+
+    fn set_start_ts(&mut self, start: Ts) {
+        self.start = Some(start);
+    }
+}
+
+/// Reads the changefeed start ts recorded in `<root>/<changefeed>/metadata`, if any.
+pub fn read_start_ts(root: &Path, changefeed: &ChangefeedId) -> Result<Option<Ts>, SinkError> {
+    let path = changefeed_dir(root, changefeed).join(METADATA_FILE);
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(SinkError::io(&path, e)),
+    };
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| SinkError::Corrupt {
+        path: path.clone(),
+        line: 0,
+        reason: e.to_string(),
+    })?;
+    Ok(v.get("rcdc-start-ts")
+        .and_then(serde_json::Value::as_u64)
+        .map(Ts))
+}
+
+/// The changefeeds that have a `metadata` file under `root`, by directory name.
+pub fn recorded_changefeeds(root: &Path) -> Result<Vec<String>, SinkError> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(root).map_err(|e| SinkError::io(root, e))? {
+        let entry = entry.map_err(|e| SinkError::io(root, e))?;
+        if entry.path().join(METADATA_FILE).is_file() {
+            out.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// Reads `<root>/<changefeed>/metadata`; `None` if it does not exist yet.

@@ -40,7 +40,10 @@ use rcdc_state::{ChangefeedId, TableId, Ts};
 use crate::event::{RowChange, RowOp, Value};
 
 pub use blackhole::{BlackholeCheckpointWriter, BlackholeSink};
-pub use file::{read_checkpoint, read_table_files, FileCheckpointWriter, FileTableSink};
+pub use file::{
+    read_checkpoint, read_start_ts, read_table_files, recorded_changefeeds, FileCheckpointWriter,
+    FileTableSink,
+};
 pub use uri::{mask_uri, parse_sink_uri};
 
 /// Errors of sink URIs, sink IO and sink file decoding.
@@ -229,6 +232,9 @@ pub trait TableSink: Send {
 pub trait CheckpointWriter: Send + Sync {
     /// Durably records that every table's files are complete up to `ts`.
     fn write_checkpoint(&self, ts: Ts) -> Result<(), SinkError>;
+    /// Also record the changefeed's start ts with every checkpoint (rcdc's additive
+    /// `rcdc-start-ts` field), so a consumer knows the window the files cover.
+    fn set_start_ts(&mut self, _start: Ts) {}
 }
 
 /// The clock a sink reads (Unix milliseconds): the reactor's, so tests and simulation inject
