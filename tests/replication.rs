@@ -155,3 +155,88 @@ async fn demo_to_file_survives_a_crash_and_a_join_and_matches_the_oracle() {
         "verify must notice missing writes"
     );
 }
+
+/// An unwritable sink directory puts only its changefeed into error, with a message naming
+/// the path; another changefeed on the same captures keeps replicating.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_sink_fails_only_its_changefeed() {
+    let etcd = EtcdHarness::start().await;
+    let store = etcd.store().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let blocker = dir.path().join("not-a-dir");
+    std::fs::write(&blocker, b"a regular file where the sink wants a directory").expect("blocker");
+    let upstream_uri = format!(
+        "demo://?tables=2&rows-per-second=100&key-space=20&start={}&retention=none",
+        now_ms() - 60_000
+    );
+    let plane = || Arc::new(DataPlane::new(upstream_uri.clone(), Arc::new(SystemClock)));
+    let caps = [
+        start(etcd.endpoints(), "a", roles(plane()), PREFIX, TTL),
+        start(etcd.endpoints(), "b", roles(plane()), PREFIX, TTL),
+    ];
+    wait_until(DEADLINE, "captures and an owner", || async {
+        caps.iter().all(|c| c.id().is_some()) && caps.iter().any(|c| c.is_owner())
+    })
+    .await;
+
+    let start_ts = Ts::from_parts(now_ms(), 0);
+    for (id, sink) in [
+        (
+            "good",
+            format!("file://{}/good?protocol=canal-json", dir.path().display()),
+        ),
+        (
+            "bad",
+            format!("file://{}/sink?protocol=canal-json", blocker.display()),
+        ),
+    ] {
+        let info = format!(
+            r#"{{"sink-uri":"{sink}","start-ts":{},"state":"normal","config":{{}}}}"#,
+            start_ts.0
+        );
+        put(&store, &format!("{PREFIX}/changefeed/info/{id}"), &info).await;
+    }
+    let info_of = |id: &'static str| {
+        let store = store.clone();
+        async move {
+            get(&store, &format!("{PREFIX}/changefeed/info/{id}"))
+                .await
+                .and_then(|kv| {
+                    serde_json::from_slice::<rcdc_state::model::ChangeFeedInfo>(&kv.value).ok()
+                })
+        }
+    };
+    wait_until(
+        DEADLINE,
+        "the bad changefeed records the sink error",
+        || async {
+            info_of("bad").await.is_some_and(|i| {
+                i.state == rcdc_state::model::FeedState::Error
+                    && i.error
+                        .as_ref()
+                        .is_some_and(|e| e.message.contains("not-a-dir"))
+            })
+        },
+    )
+    .await;
+    let target = Ts::from_parts(now_ms() + 2_000, 0);
+    wait_until(
+        DEADLINE,
+        "the good changefeed keeps replicating",
+        || async {
+            get(&store, &format!("{PREFIX}/job/good"))
+                .await
+                .and_then(|kv| {
+                    serde_json::from_slice::<rcdc_state::model::ChangeFeedStatus>(&kv.value).ok()
+                })
+                .is_some_and(|s| s.checkpoint_ts >= target)
+        },
+    )
+    .await;
+    let bad = info_of("bad").await.expect("bad info");
+    println!("bad changefeed error: {:?}", bad.error.map(|e| e.message));
+    assert_ne!(
+        info_of("good").await.map(|i| i.state),
+        Some(rcdc_state::model::FeedState::Error)
+    );
+}
