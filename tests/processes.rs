@@ -191,6 +191,27 @@ async fn sixteen_tables_survive_a_sigkill_and_verify_clean() {
         "{stdout}"
     );
 
+    // A T the sink cannot have reached: the same command must fail, naming the mismatches.
+    let future = Ts::from_parts(now_ms() + 120_000, 0);
+    let out = cdc(&[
+        "verify",
+        "--upstream",
+        &upstream,
+        "--sink-uri",
+        &sink,
+        "--ts",
+        &future.0.to_string(),
+    ]);
+    assert!(
+        !out.status.success(),
+        "verify must exit non-zero on mismatches"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("mismatches"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // And at the checkpoint the owner recorded in the sink, with everything defaulted.
     let out = cdc(&["verify", "--upstream", &upstream, "--sink-uri", &sink]);
     assert!(
