@@ -211,6 +211,19 @@ impl DemoUpstream {
         (j_lo <= j_hi).then_some((j_lo, j_hi))
     }
 
+    /// The round's permutation, reusing the last one while consecutive transactions share a
+    /// round (scans walk transactions in order).
+    fn perm_cached(&self, table: TableId, round: u64, cache: &mut Option<(u64, Perm)>) -> Perm {
+        match *cache {
+            Some((r, p)) if r == round => p,
+            _ => {
+                let p = self.perm(table, round);
+                *cache = Some((round, p));
+                p
+            }
+        }
+    }
+
     fn perm(&self, table: TableId, round: u64) -> Perm {
         let key = hash(&[self.config.seed, tag::PERM, table.0 as u64, round]);
         Perm::new(self.config.key_space, key)
@@ -337,14 +350,7 @@ impl DemoUpstream {
         let mut perm: Option<(u64, Perm)> = None;
         for j in (j_lo..=j_hi).rev() {
             let (round, lo, hi) = self.txn_positions(j);
-            let p = match perm {
-                Some((r, p)) if r == round => p,
-                _ => {
-                    let p = self.perm(table, round);
-                    perm = Some((round, p));
-                    p
-                }
-            };
+            let p = self.perm_cached(table, round, &mut perm);
             for pos in lo..hi {
                 let key = p.apply(pos);
                 out.entry(key as i64)
@@ -464,14 +470,7 @@ impl Upstream for DemoUpstream {
             let commit_ts = self.commit_ts(base, j);
             let start_ts = self.start_ts(table, j, commit_ts);
             let (round, lo, hi) = self.txn_positions(j);
-            let p = match perm {
-                Some((r, p)) if r == round => p,
-                _ => {
-                    let p = self.perm(table, round);
-                    perm = Some((round, p));
-                    p
-                }
-            };
+            let p = self.perm_cached(table, round, &mut perm);
             for pos in lo..hi {
                 let key = p.apply(pos);
                 let (op, columns) = self.write(table, key, round);
