@@ -1,6 +1,6 @@
 //! End to end with real processes on a real etcd: three `cdc server` captures, a changefeed
-//! of 16 `demo://` tables into a `file://` canal-json sink created with `cdc cli`; one capture
-//! is SIGKILLed mid-run and another started; once the checkpoint passes T, `cdc verify`
+//! of 16 `demo://` tables into a `file://` canal-json sink created with `cdc cli`; the owner's
+//! process is SIGKILLed mid-run and another capture started; once the checkpoint passes T, `cdc verify`
 //! reports 0 mismatches at T. Also the CLI's bad-input answers.
 
 // Lag is measured against the wall clock, as an operator would.
@@ -153,8 +153,34 @@ async fn sixteen_tables_survive_a_sigkill_and_verify_clean() {
     .await;
     let lag_before = lag_ms(&pd);
 
-    servers.0[1].kill().expect("SIGKILL a capture");
-    let _ = servers.0[1].wait();
+    // SIGKILL the owner's process (found like an operator would, with `cdc cli capture list`).
+    let out = cdc(&[
+        "cli",
+        "--pd",
+        &pd,
+        "--cluster-prefix",
+        PREFIX,
+        "capture",
+        "list",
+    ]);
+    let captures: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("capture list JSON");
+    let owner_addr = captures
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["is-owner"] == true)
+        .and_then(|c| c["address"].as_str())
+        .expect("an owner")
+        .to_owned();
+    let port: u16 = owner_addr
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let victim = usize::from(port - 18301);
+    servers.0[victim].kill().expect("SIGKILL the owner");
+    let _ = servers.0[victim].wait();
     servers.0.push(server(&pd, 4, &upstream, dir.path()));
     let t = Ts::from_parts(now_ms() + 3_000, 0);
     wait_checkpoint(
