@@ -64,18 +64,15 @@ fn cdc(args: &[&str]) -> Output {
     Command::new(CDC).args(args).output().expect("run cdc")
 }
 
+/// `cdc cli --pd PD --cluster-prefix PREFIX ARGS...`
+fn cli(pd: &str, args: &[&str]) -> Output {
+    let mut all = vec!["cli", "--pd", pd, "--cluster-prefix", PREFIX];
+    all.extend_from_slice(args);
+    cdc(&all)
+}
+
 fn checkpoint(pd: &str) -> Option<Ts> {
-    let out = cdc(&[
-        "cli",
-        "--pd",
-        pd,
-        "--cluster-prefix",
-        PREFIX,
-        "changefeed",
-        "query",
-        "-c",
-        "e2e",
-    ]);
+    let out = cli(pd, &["changefeed", "query", "-c", "e2e"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
     v["status"]["checkpoint-ts"].as_u64().map(Ts)
 }
@@ -124,21 +121,19 @@ async fn sixteen_tables_survive_a_sigkill_and_verify_clean() {
 
     let sink = format!("file://{}/sink?protocol=canal-json", dir.path().display());
     let start = Ts::from_parts(now_ms(), 0);
-    let out = cdc(&[
-        "cli",
-        "--pd",
+    let out = cli(
         &pd,
-        "--cluster-prefix",
-        PREFIX,
-        "changefeed",
-        "create",
-        "-c",
-        "e2e",
-        "--sink-uri",
-        &sink,
-        "--start-ts",
-        &start.0.to_string(),
-    ]);
+        &[
+            "changefeed",
+            "create",
+            "-c",
+            "e2e",
+            "--sink-uri",
+            &sink,
+            "--start-ts",
+            &start.0.to_string(),
+        ],
+    );
     assert!(
         out.status.success(),
         "create: {}",
@@ -154,15 +149,7 @@ async fn sixteen_tables_survive_a_sigkill_and_verify_clean() {
     let lag_before = lag_ms(&pd);
 
     // SIGKILL the owner's process (found like an operator would, with `cdc cli capture list`).
-    let out = cdc(&[
-        "cli",
-        "--pd",
-        &pd,
-        "--cluster-prefix",
-        PREFIX,
-        "capture",
-        "list",
-    ]);
+    let out = cli(&pd, &["capture", "list"]);
     let captures: serde_json::Value =
         serde_json::from_slice(&out.stdout).expect("capture list JSON");
     let owner_addr = captures
@@ -251,21 +238,8 @@ async fn sixteen_tables_survive_a_sigkill_and_verify_clean() {
 async fn bad_changefeed_requests_are_refused_with_a_clear_message() {
     let etcd = EtcdHarness::start().await;
     let pd = etcd.client_url();
-    let create = |id: &str, sink: &str| {
-        cdc(&[
-            "cli",
-            "--pd",
-            &pd,
-            "--cluster-prefix",
-            PREFIX,
-            "changefeed",
-            "create",
-            "-c",
-            id,
-            "--sink-uri",
-            sink,
-        ])
-    };
+    let create =
+        |id: &str, sink: &str| cli(&pd, &["changefeed", "create", "-c", id, "--sink-uri", sink]);
     for (id, sink, expect) in [
         ("ok-id", "kafka://127.0.0.1:9092/topic", "kafka"),
         ("ok-id", "file:///tmp/x?protocol=avro", "avro"),
