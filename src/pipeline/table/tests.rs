@@ -67,6 +67,25 @@ fn row(ts: u64, key: i64) -> RowChange {
     }
 }
 
+/// Table 7 of changefeed `cf`, starting at physical ms 1,000.
+fn spawn_pipeline(
+    source: Box<dyn TableSource>,
+    sink: Box<dyn TableSink>,
+    progress: &Arc<Mutex<Pipelines>>,
+    stop_at: watch::Receiver<Option<Ts>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(run_table_pipeline(
+        "cf".into(),
+        TableId(7),
+        Ts::from_parts(1_000, 0),
+        source,
+        sink,
+        progress.clone(),
+        stop_at,
+        config(),
+    ))
+}
+
 fn config() -> TablePipelineConfig {
     TablePipelineConfig {
         sorter_bytes: 1 << 20,
@@ -106,16 +125,7 @@ async fn replicates_in_commit_order_and_reports_a_checkpoint() {
     let sink = Recording::default();
     let progress = Arc::new(Mutex::new(BTreeMap::new()));
     let (_stop, stop_rx) = watch::channel(None);
-    let task = tokio::spawn(run_table_pipeline(
-        "cf".into(),
-        TableId(7),
-        Ts::from_parts(1_000, 0),
-        Box::new(source),
-        Box::new(sink.clone()),
-        progress.clone(),
-        stop_rx,
-        config(),
-    ));
+    let task = spawn_pipeline(Box::new(source), Box::new(sink.clone()), &progress, stop_rx);
     let p = wait_for(&progress, |p| p.checkpoint_ts >= Ts::from_parts(10_000, 0)).await;
     assert_eq!(p.state, TablePipelineState::Running);
     let keys: Vec<i64> = sink.0.lock().0.iter().map(|r| r.key).collect();
@@ -142,16 +152,7 @@ async fn stops_exactly_at_the_boundary() {
     let sink = Recording::default();
     let progress = Arc::new(Mutex::new(BTreeMap::new()));
     let (stop, stop_rx) = watch::channel(Some(Ts::from_parts(4_000, 0)));
-    let task = tokio::spawn(run_table_pipeline(
-        "cf".into(),
-        TableId(7),
-        Ts::from_parts(1_000, 0),
-        Box::new(source),
-        Box::new(sink.clone()),
-        progress.clone(),
-        stop_rx,
-        config(),
-    ));
+    let task = spawn_pipeline(Box::new(source), Box::new(sink.clone()), &progress, stop_rx);
     let p = wait_for(&progress, |p| {
         matches!(p.state, TablePipelineState::Stopped { .. })
     })
@@ -184,16 +185,12 @@ async fn a_source_error_reports_failed() {
     };
     let progress = Arc::new(Mutex::new(BTreeMap::new()));
     let (_stop, stop_rx) = watch::channel(None);
-    let task = tokio::spawn(run_table_pipeline(
-        "cf".into(),
-        TableId(7),
-        Ts::from_parts(1_000, 0),
+    let task = spawn_pipeline(
         Box::new(source),
         Box::new(Recording::default()),
-        progress.clone(),
+        &progress,
         stop_rx,
-        config(),
-    ));
+    );
     let p = wait_for(&progress, |p| {
         matches!(p.state, TablePipelineState::Failed(_))
     })
