@@ -5,9 +5,12 @@
 //! this crate will hold the roles (capture, owner, processor, upstreams, sinks, API, CLI) as
 //! one directory each, every role split into a pure `tick.rs` and its IO runtime.
 
+pub mod api;
 pub mod capture;
 pub mod data_plane;
 pub mod event;
+pub mod logging;
+pub mod meta;
 pub mod owner;
 pub mod pipeline;
 pub mod processor;

@@ -158,18 +158,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn server(args: ServerArgs) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
-        .with_context(|| format!("bad --log-level {:?}", args.log_level))?;
-    tracing_subscriber::fmt().with_env_filter(filter).init();
     rcdc::upstream::parse_upstream_uri(&args.upstream).with_context(|| "bad --upstream")?;
+    let set_log_level =
+        rcdc::logging::init(&args.log_level, None, Default::default()).map_err(|e| anyhow!(e))?;
     let config = ServerConfig {
         endpoints: endpoints(&args.pd),
-        advertise_addr: args.advertise_addr.unwrap_or(args.addr),
+        advertise_addr: args.advertise_addr.unwrap_or_else(|| args.addr.clone()),
+        addr: args.addr,
         cluster_prefix: args.cluster_prefix,
         upstream: args.upstream,
         session_ttl: Duration::from_secs(10),
         owner_flush_interval: Duration::from_millis(200),
         processor_flush_interval: Duration::from_millis(100),
+        tz: Default::default(),
+        config_json: serde_json::json!({}),
+        set_log_level,
     };
     let (tx, rx) = tokio::sync::watch::channel(false);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -1,31 +1,37 @@
 //! `cdc server`: one capture process wired from its configuration.
 //!
-//! Startup order: logging (by the binary), meta-store client, then the capture loop with the
-//! real owner and processor runtimes over the data plane. A dead etcd is retried by the
-//! capture loop, never a crash; SIGINT/SIGTERM take the graceful path (drain, resign, leave).
-//! Work in progress for issue #5: the HTTP API, TOML config and metrics endpoint come there.
+//! Startup order (facts §4.1): the binary validates the configuration and sets up logging
+//! and the timezone; then here the status HTTP listener is bound (a taken port is a clear
+//! error at once), the etcd client connects with backoff (a dead etcd is waited for, never a
+//! crash), and the capture loop starts with the real owner and processor runtimes, the API
+//! serving beside it. SIGINT/SIGTERM take the graceful path (drain, resign, leave).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rcdc_reactor::store::etcd::{EtcdStore, EtcdStoreConfig};
-use rcdc_reactor::store::StoreError;
 use rcdc_reactor::SystemClock;
 use rcdc_state::{CaptureId, KeyLayout};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::api::views::TimeZone;
+use crate::api::{ApiContext, LogLevelSetter};
 use crate::capture::roles::ClusterRoles;
 use crate::capture::run::{run, CaptureConfig, CaptureStatus};
 use crate::data_plane::DataPlane;
+use crate::meta::Meta;
 use crate::owner::tick::OwnerConfig;
 use crate::pipeline::table::TablePipelineConfig;
 use crate::processor::ProcessorConfig;
 
-/// What `cdc server` runs with.
-#[derive(Clone, Debug)]
+/// What `cdc server` runs with (resolved from flags and the config file by the binary).
+#[derive(Clone)]
 pub struct ServerConfig {
     /// etcd endpoints (`--pd`).
     pub endpoints: Vec<String>,
+    /// Listen address of the HTTP API (`--addr`).
+    pub addr: String,
     /// Advertised `host:port`.
     pub advertise_addr: String,
     /// Cluster root prefix (`--cluster-prefix`).
@@ -38,18 +44,45 @@ pub struct ServerConfig {
     pub owner_flush_interval: Duration,
     /// `processor-flush-interval`.
     pub processor_flush_interval: Duration,
+    /// `--tz`.
+    pub tz: TimeZone,
+    /// The resolved configuration as served at `GET /config`.
+    pub config_json: serde_json::Value,
+    /// Changes the log level at runtime (`POST /api/v1/log`).
+    pub set_log_level: LogLevelSetter,
+}
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The HTTP listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
 }
 
 /// Runs one capture until `shutdown` becomes true.
 pub async fn serve(
     config: ServerConfig,
-    shutdown: watch::Receiver<bool>,
-) -> Result<(), StoreError> {
-    let store = EtcdStore::connect(&config.endpoints, EtcdStoreConfig::default()).await?;
-    let plane = Arc::new(DataPlane::new(
-        config.upstream.clone(),
-        Arc::new(SystemClock),
-    ));
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ServerError> {
+    let listener = TcpListener::bind(&config.addr)
+        .await
+        .map_err(|source| ServerError::Listen {
+            addr: config.addr.clone(),
+            source,
+        })?;
+    tracing::info!(addr = %config.addr, "status server listening");
+    let Some(store) = connect(&config.endpoints, &mut shutdown).await else {
+        return Ok(()); // shut down while waiting for etcd
+    };
+    let clock = Arc::new(SystemClock);
+    let plane = Arc::new(DataPlane::new(config.upstream.clone(), clock.clone()));
+    let owner_handle = Arc::new(parking_lot::Mutex::new(None));
     let roles = ClusterRoles {
         upstream: plane.clone(),
         pipelines: plane,
@@ -59,9 +92,11 @@ pub async fn serve(
         },
         processor: ProcessorConfig::default(),
         table: TablePipelineConfig::default(),
+        owner_handle: owner_handle.clone(),
     };
+    let layout = KeyLayout::new(&config.cluster_prefix);
     let capture = CaptureConfig {
-        layout: KeyLayout::new(&config.cluster_prefix),
+        layout: layout.clone(),
         advertise_addr: config.advertise_addr.clone(),
         version: format!("v{}", env!("CARGO_PKG_VERSION")),
         session_ttl: config.session_ttl,
@@ -71,7 +106,48 @@ pub async fn serve(
         drain_timeout: Duration::from_secs(10),
         new_id: Arc::new(|| CaptureId::new(uuid::Uuid::new_v4().to_string())),
     };
-    let (status, _) = watch::channel(CaptureStatus::default());
-    run(store, capture, Arc::new(roles), shutdown, status).await;
+    let (status_tx, status_rx) = watch::channel(CaptureStatus::default());
+    let api = ApiContext {
+        meta: Meta::new(Arc::new(store.clone()), layout),
+        status: status_rx,
+        owner: owner_handle,
+        tz: config.tz,
+        server_config: config.config_json.clone(),
+        set_log_level: config.set_log_level.clone(),
+        clock,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap_or_default(),
+    };
+    // The API stops only after the capture has drained and left, so operators can watch
+    // the drain through it.
+    let (api_stop_tx, api_stop_rx) = watch::channel(false);
+    let api_task = tokio::spawn(crate::api::serve(listener, api, api_stop_rx));
+    run(store, capture, Arc::new(roles), shutdown, status_tx).await;
+    let _ = api_stop_tx.send(true);
+    match api_task.await {
+        Ok(Err(e)) => tracing::warn!(error = %e, "status server ended with an error"),
+        Err(e) => tracing::warn!(error = %e, "status server task failed"),
+        Ok(Ok(())) => {}
+    }
     Ok(())
+}
+
+/// Connects to etcd, retrying with backoff until it answers or shutdown is requested.
+async fn connect(endpoints: &[String], shutdown: &mut watch::Receiver<bool>) -> Option<EtcdStore> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match EtcdStore::connect(endpoints, EtcdStoreConfig::default()).await {
+            Ok(s) => return Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "etcd is not reachable yet")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.wait_for(|s| *s) => return None,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
 }

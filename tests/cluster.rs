@@ -74,6 +74,7 @@ fn roles() -> ClusterRoles {
             poll_interval: Duration::from_millis(20),
             ..Default::default()
         },
+        owner_handle: Default::default(),
     }
 }
 

@@ -46,6 +46,7 @@ fn roles(plane: Arc<DataPlane>) -> ClusterRoles {
             poll_interval: Duration::from_millis(50),
             ..Default::default()
         },
+        owner_handle: Default::default(),
     }
 }
 

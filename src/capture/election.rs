@@ -109,7 +109,7 @@ pub async fn resign<S: MetaStore>(store: &S, fence: &Fence) -> Result<bool, Stor
 }
 
 /// The current owner's capture id: the candidate with the smallest create revision.
-pub async fn current_owner<S: MetaStore>(
+pub async fn current_owner<S: MetaStore + ?Sized>(
     store: &S,
     owner_prefix: &str,
 ) -> Result<Option<CaptureId>, StoreError> {

@@ -6,7 +6,7 @@ use rcdc_state::model::CaptureInfo;
 use tokio::sync::mpsc;
 
 use super::run::Roles;
-use crate::owner::runtime::{OwnerReactor, OwnerUpstream};
+use crate::owner::runtime::{OwnerHandle, OwnerReactor, OwnerUpstream};
 use crate::owner::tick::{Owner, OwnerConfig};
 use crate::pipeline::table::TablePipelineConfig;
 use crate::processor::runtime::{supervise, PipelineFactory, ProcessorReactor};
@@ -24,7 +24,12 @@ pub struct ClusterRoles {
     pub processor: ProcessorConfig,
     /// Table pipeline settings.
     pub table: TablePipelineConfig,
+    /// The running owner's handle, for the HTTP API (empty while this capture is not owner).
+    pub owner_handle: OwnerSlot,
 }
+
+/// Where the capture publishes its running owner's handle.
+pub type OwnerSlot = Arc<parking_lot::Mutex<Option<OwnerHandle>>>;
 
 impl Roles for ClusterRoles {
     type Owner = OwnerReactor;
@@ -35,8 +40,8 @@ impl Roles for ClusterRoles {
             addr: me.address.clone(),
             ..self.owner.clone()
         };
-        // The handle for operator requests is wired to the API in issue #5.
-        let (reactor, _handle) = OwnerReactor::spawn(Owner::new(config), self.upstream.clone());
+        let (reactor, handle) = OwnerReactor::spawn(Owner::new(config), self.upstream.clone());
+        *self.owner_handle.lock() = Some(handle);
         reactor
     }
 

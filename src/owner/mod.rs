@@ -13,6 +13,7 @@
 
 pub mod feed_state;
 pub mod gc;
+pub mod metrics;
 pub mod progress;
 pub mod runtime;
 pub mod scheduler;

@@ -12,9 +12,10 @@ use std::sync::Arc;
 use rcdc_reactor::{Reactor, TickContext, TickOutput};
 use rcdc_state::model::ChangeFeedInfo;
 use rcdc_state::{ChangefeedId, GlobalState, Patch, TableId, Ts};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::gc::{SafePointResult, UpdateSafePoint};
+use super::metrics::OwnerMetrics;
 use super::tick::{Owner, OwnerEffect, OwnerEffectResult, OwnerInput, OwnerRequest};
 
 /// What the owner needs from a changefeed's upstream.
@@ -46,39 +47,80 @@ pub struct Effect {
     pub info: Option<ChangeFeedInfo>,
 }
 
-/// Sends operator requests to the owner (the API's handle).
+/// What the API hands to the owner.
+#[derive(Debug)]
+enum Command {
+    /// A request for `Owner::tick`, answered after the tick that saw it.
+    Request(OwnerRequest, oneshot::Sender<Result<(), String>>),
+    /// Step down: the owner worker finishes and the capture campaigns again.
+    Resign,
+}
+
+/// Why the owner did not take a request.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// This capture is no longer the owner (the caller should find the new one).
+    #[error("this capture is not the owner")]
+    NotOwner,
+    /// The owner refused the request (e.g. an unknown changefeed or capture).
+    #[error("{0}")]
+    Rejected(String),
+}
+
+/// Sends operator requests to the running owner (the API's handle).
 #[derive(Clone, Debug)]
-pub struct OwnerHandle(mpsc::UnboundedSender<OwnerRequest>);
+pub struct OwnerHandle(mpsc::UnboundedSender<Command>);
 
 impl OwnerHandle {
-    /// Queues a request for the next tick; false if this capture is no longer owner.
-    pub fn send(&self, request: OwnerRequest) -> bool {
-        self.0.send(request).is_ok()
+    /// Queues a request for the next tick and waits for that tick's verdict: accepted (the
+    /// owner acts on it) or rejected with the owner's reason.
+    pub async fn request(&self, request: OwnerRequest) -> Result<(), RequestError> {
+        let (tx, rx) = oneshot::channel();
+        self.0
+            .send(Command::Request(request, tx))
+            .map_err(|_| RequestError::NotOwner)?;
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(why)) => Err(RequestError::Rejected(why)),
+            Err(_) => Err(RequestError::NotOwner), // the owner stopped before its tick
+        }
+    }
+
+    /// Asks the owner to step down; false if it already has.
+    pub fn resign(&self) -> bool {
+        self.0.send(Command::Resign).is_ok()
+    }
+
+    /// Whether the owner behind this handle still runs.
+    pub fn is_alive(&self) -> bool {
+        !self.0.is_closed()
     }
 }
 
 /// The owner reactor driven by the capture's owner EtcdWorker.
 pub struct OwnerReactor {
     owner: Owner,
-    requests: mpsc::UnboundedReceiver<OwnerRequest>,
+    commands: mpsc::UnboundedReceiver<Command>,
     results: mpsc::UnboundedReceiver<OwnerEffectResult>,
     effects: mpsc::UnboundedSender<Effect>,
+    metrics: OwnerMetrics,
 }
 
 impl OwnerReactor {
     /// Builds the adapter and the executor task (spawned on the current runtime); the
     /// executor ends when the adapter is dropped.
     pub fn spawn(owner: Owner, upstream: Arc<dyn OwnerUpstream>) -> (Self, OwnerHandle) {
-        let (req_tx, requests) = mpsc::unbounded_channel();
+        let (req_tx, commands) = mpsc::unbounded_channel();
         let (res_tx, results) = mpsc::unbounded_channel();
         let (effects, eff_rx) = mpsc::unbounded_channel();
         tokio::spawn(execute(eff_rx, upstream, res_tx));
         (
             Self {
                 owner,
-                requests,
+                commands,
                 results,
                 effects,
+                metrics: OwnerMetrics::default(),
             },
             OwnerHandle(req_tx),
         )
@@ -94,13 +136,32 @@ impl Reactor for OwnerReactor {
             now_ms: ctx.now_ms,
             ..Default::default()
         };
-        while let Ok(r) = self.requests.try_recv() {
-            input.requests.push(r);
+        let mut waiting = Vec::new();
+        let mut resign = false;
+        while let Ok(c) = self.commands.try_recv() {
+            match c {
+                Command::Request(r, reply) => {
+                    input.requests.push(r.clone());
+                    waiting.push((r, reply));
+                }
+                Command::Resign => resign = true,
+            }
         }
         while let Ok(r) = self.results.try_recv() {
             input.results.push(r);
         }
         let out = self.owner.tick(state, &input);
+        // Answer each waiting caller: rejected requests with the owner's reason, the rest
+        // accepted. Identical requests in one tick are matched in order.
+        let mut rejected = out.rejected.clone();
+        for (request, reply) in waiting {
+            let verdict = match rejected.iter().position(|(r, _)| *r == request) {
+                Some(i) => Err(rejected.remove(i).1),
+                None => Ok(()),
+            };
+            let _ = reply.send(verdict);
+        }
+        self.metrics.observe(state, ctx.now_ms);
         for (request, why) in &out.rejected {
             tracing::warn!(?request, reason = %why, "owner request rejected");
         }
@@ -114,9 +175,14 @@ impl Reactor for OwnerReactor {
             };
             let _ = self.effects.send(Effect { effect, info });
         }
+        if resign {
+            tracing::info!("owner resigning on request");
+            self.metrics.clear();
+        }
         TickOutput {
             groups: out.groups.into_iter().map(Into::into).collect(),
-            finished: false,
+            // Finishing the owner worker makes the capture resign and campaign again.
+            finished: resign,
         }
     }
 }

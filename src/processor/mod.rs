@@ -15,6 +15,7 @@
 //! - work per tick scales with the capture's own tables: other captures' task keys are never
 //!   read (facts §8.26, target-design §10).
 
+pub mod metrics;
 pub mod runtime;
 pub mod tick;
 

@@ -60,6 +60,7 @@ pub struct ProcessorReactor {
     manager: ProcessorManager,
     pipelines: Arc<Mutex<Pipelines>>,
     commands: mpsc::UnboundedSender<Command>,
+    metrics: super::metrics::ProcessorMetrics,
 }
 
 impl ProcessorReactor {
@@ -73,6 +74,7 @@ impl ProcessorReactor {
             manager,
             pipelines,
             commands,
+            metrics: Default::default(),
         }
     }
 }
@@ -101,6 +103,8 @@ impl Reactor for ProcessorReactor {
             // A closed channel means the supervisor is gone with the capture; nothing to do.
             let _ = self.commands.send(Command { command, info });
         }
+        self.metrics
+            .observe(self.manager.capture(), &tables, ctx.now_ms);
         TickOutput {
             groups: out.groups.into_iter().map(Into::into).collect(),
             finished: false,

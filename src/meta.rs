@@ -1,0 +1,339 @@
+//! Cluster metadata operations shared by the HTTP API and `cdc cli`: read the cluster's state
+//! from etcd, create and update changefeeds with compare-and-swap, dump the raw keys.
+//!
+//! Reads load the whole cluster prefix into a [`GlobalState`], the same model the reactors
+//! use, so the API and CLI never interpret keys differently from the owner. Writes here touch
+//! only what an operator owns (a new changefeed's info; the sink/target/config of a stopped
+//! one); everything the owner maintains is left to the owner.
+
+use std::sync::Arc;
+
+use rcdc_reactor::store::{Compare, CompareTarget, KeyValue, MetaStore, StoreError, Txn, TxnOp};
+use rcdc_state::ids::is_valid_changefeed_id;
+use rcdc_state::model::{encode, ChangeFeedInfo, FeedState, ReplicaConfig};
+use rcdc_state::{CaptureId, ChangefeedId, GlobalState, KeyLayout, Revision, Ts};
+
+use crate::data_plane::UPSTREAM_URI_FIELD;
+
+/// Why a metadata operation failed. Each variant maps to one TiCDC error code.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    /// etcd failed or is unreachable.
+    #[error("etcd: {0}")]
+    Store(#[from] StoreError),
+    /// No such changefeed.
+    #[error("changefeed {0} does not exist")]
+    NotFound(ChangefeedId),
+    /// A changefeed with this id exists already (info or status key present).
+    #[error("changefeed {0} already exists")]
+    AlreadyExists(ChangefeedId),
+    /// The id breaks the changefeed-id rule.
+    #[error("invalid changefeed id {0:?}: it must match ^[a-zA-Z0-9]+(-[a-zA-Z0-9]+)*$ and be at most 128 characters")]
+    InvalidId(String),
+    /// A parameter is wrong; the message names it.
+    #[error("{0}")]
+    InvalidParam(String),
+    /// The sink URI is rejected (masked in the message).
+    #[error("{0}")]
+    InvalidSinkUri(String),
+    /// Update of a changefeed that is not stopped.
+    #[error("changefeed {id} is {state}; it can be updated only when stopped (pause it first)")]
+    NotStopped {
+        /// The changefeed.
+        id: ChangefeedId,
+        /// Its state.
+        state: &'static str,
+    },
+    /// The changefeed's info changed between read and write.
+    #[error("changefeed {0} was changed concurrently; retry")]
+    Conflict(ChangefeedId),
+    /// A stored value does not decode.
+    #[error("changefeed {id} has a corrupt value at {key}: {error}")]
+    Corrupt {
+        /// The changefeed.
+        id: ChangefeedId,
+        /// The key.
+        key: String,
+        /// The decode error.
+        error: String,
+    },
+}
+
+impl MetaError {
+    /// TiCDC's error code for this error (the API's `error_code`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            MetaError::Store(_) => "CDC:ErrPDEtcdAPIError",
+            MetaError::NotFound(_) => "CDC:ErrChangeFeedNotExists",
+            MetaError::AlreadyExists(_) => "CDC:ErrChangeFeedAlreadyExists",
+            MetaError::InvalidId(_) | MetaError::InvalidParam(_) => "CDC:ErrAPIInvalidParam",
+            MetaError::InvalidSinkUri(_) => "CDC:ErrSinkURIInvalid",
+            MetaError::NotStopped { .. } => "CDC:ErrChangefeedUpdateRefused",
+            MetaError::Conflict(_) => "CDC:ErrEtcdTryAgain",
+            MetaError::Corrupt { .. } => "CDC:ErrDecodeFailed",
+        }
+    }
+
+    /// Whether the caller is at fault (4xx) rather than the cluster (5xx).
+    pub fn is_client_error(&self) -> bool {
+        !matches!(self, MetaError::Store(_) | MetaError::Corrupt { .. })
+    }
+}
+
+/// A changefeed to create.
+#[derive(Clone, Debug, Default)]
+pub struct NewChangefeed {
+    /// Its id.
+    pub id: String,
+    /// Sink URI.
+    pub sink_uri: String,
+    /// Start ts; 0 = now.
+    pub start_ts: u64,
+    /// Target ts; 0 = none.
+    pub target_ts: u64,
+    /// Upstream URI; `None` = the cluster's default upstream.
+    pub upstream: Option<String>,
+    /// Replica config; `None` = TiCDC's defaults.
+    pub config: Option<ReplicaConfig>,
+}
+
+/// What an update may change (only operator-owned fields).
+#[derive(Clone, Debug, Default)]
+pub struct ChangefeedUpdate {
+    /// New sink URI.
+    pub sink_uri: Option<String>,
+    /// New target ts (0 = none).
+    pub target_ts: Option<u64>,
+    /// New replica config.
+    pub config: Option<ReplicaConfig>,
+}
+
+/// The cluster's metadata in one etcd.
+#[derive(Clone)]
+pub struct Meta {
+    store: Arc<dyn MetaStore>,
+    layout: KeyLayout,
+}
+
+impl Meta {
+    /// Metadata of the cluster under `layout`'s prefix.
+    pub fn new(store: Arc<dyn MetaStore>, layout: KeyLayout) -> Self {
+        Self { store, layout }
+    }
+
+    /// The key layout.
+    pub fn layout(&self) -> &KeyLayout {
+        &self.layout
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn MetaStore> {
+        &self.store
+    }
+
+    /// The whole cluster state, decoded like the reactors decode it.
+    pub async fn load(&self) -> Result<GlobalState, MetaError> {
+        let (kvs, _) = self.store.get_prefix(&self.layout.watch_prefix()).await?;
+        let mut state = GlobalState::new(self.layout.clone());
+        for kv in &kvs {
+            state.apply(&kv.key, Some(&kv.value));
+        }
+        Ok(state)
+    }
+
+    /// The current owner's capture id, if any.
+    pub async fn owner(&self) -> Result<Option<CaptureId>, MetaError> {
+        Ok(
+            crate::capture::election::current_owner(&*self.store, &self.layout.owner_prefix())
+                .await?,
+        )
+    }
+
+    /// Every key and value under the cluster prefix (`cdc cli unsafe show-metadata`).
+    pub async fn raw(&self) -> Result<Vec<KeyValue>, MetaError> {
+        Ok(self.store.get_prefix(&self.layout.watch_prefix()).await?.0)
+    }
+
+    /// Creates a changefeed: validates, then writes its info only if neither its info nor
+    /// its status key exists (TiCDC's CAS create). `now_ms` is the caller's clock.
+    pub async fn create_changefeed(
+        &self,
+        new: NewChangefeed,
+        now_ms: u64,
+    ) -> Result<(ChangefeedId, ChangeFeedInfo), MetaError> {
+        if !is_valid_changefeed_id(&new.id) {
+            return Err(MetaError::InvalidId(new.id));
+        }
+        let id = ChangefeedId::from(new.id.as_str());
+        validate_sink(&new.sink_uri)?;
+        if let Some(u) = &new.upstream {
+            crate::upstream::parse_upstream_uri(u)
+                .map_err(|e| MetaError::InvalidParam(e.to_string()))?;
+        }
+        let now = Ts::from_parts(now_ms, 0);
+        let start = if new.start_ts == 0 {
+            now
+        } else {
+            Ts(new.start_ts)
+        };
+        if start > now {
+            return Err(MetaError::InvalidParam(format!(
+                "start-ts {start} is later than the current ts {now}"
+            )));
+        }
+        validate_target(start, new.target_ts)?;
+        let mut info = ChangeFeedInfo {
+            sink_uri: new.sink_uri,
+            opts: Some(Default::default()),
+            create_time: go_time(now_ms),
+            start_ts: start,
+            target_ts: Ts(new.target_ts),
+            state: FeedState::Normal,
+            sort_engine: "unified".into(),
+            config: new.config.unwrap_or_default(),
+            creator_version: format!("v{}", env!("CARGO_PKG_VERSION")),
+            ..Default::default()
+        };
+        if let Some(u) = new.upstream {
+            info.extra
+                .insert(UPSTREAM_URI_FIELD.into(), serde_json::Value::String(u));
+        }
+        let value = encode(&info).map_err(|e| MetaError::InvalidParam(e.to_string()))?;
+        let (info_key, job_key) = (self.layout.info(&id), self.layout.status(&id));
+        let absent = |key: String| Compare {
+            key,
+            target: CompareTarget::CreateRevision(Revision(0)),
+        };
+        let txn = Txn {
+            compares: vec![absent(info_key.clone()), absent(job_key)],
+            success: vec![TxnOp::Put {
+                key: info_key,
+                value,
+                lease: 0,
+            }],
+            failure: vec![],
+        };
+        if !self.store.txn(txn).await?.succeeded {
+            return Err(MetaError::AlreadyExists(id));
+        }
+        Ok((id, info))
+    }
+
+    /// Updates a stopped changefeed's operator fields, compare-and-swap on the info's mod
+    /// revision so nothing the owner wrote meanwhile is overwritten.
+    pub async fn update_changefeed(
+        &self,
+        id: &ChangefeedId,
+        update: ChangefeedUpdate,
+    ) -> Result<ChangeFeedInfo, MetaError> {
+        let key = self.layout.info(id);
+        let (kvs, _) = self.store.get_prefix(&key).await?;
+        let kv = kvs
+            .into_iter()
+            .find(|kv| kv.key == key)
+            .ok_or_else(|| MetaError::NotFound(id.clone()))?;
+        let mut info: ChangeFeedInfo =
+            serde_json::from_slice(&kv.value).map_err(|e| MetaError::Corrupt {
+                id: id.clone(),
+                key: key.clone(),
+                error: e.to_string(),
+            })?;
+        if info.state != FeedState::Stopped {
+            return Err(MetaError::NotStopped {
+                id: id.clone(),
+                state: info.state.as_str(),
+            });
+        }
+        if let Some(uri) = update.sink_uri {
+            validate_sink(&uri)?;
+            info.sink_uri = uri;
+        }
+        if let Some(target) = update.target_ts {
+            validate_target(info.start_ts(), target)?;
+            info.target_ts = Ts(target);
+        }
+        if let Some(config) = update.config {
+            info.config = config;
+        }
+        let value = encode(&info).map_err(|e| MetaError::InvalidParam(e.to_string()))?;
+        let txn = Txn {
+            compares: vec![Compare {
+                key: key.clone(),
+                target: CompareTarget::ModRevision(kv.mod_revision),
+            }],
+            success: vec![TxnOp::Put {
+                key,
+                value,
+                lease: 0,
+            }],
+            failure: vec![],
+        };
+        if !self.store.txn(txn).await?.succeeded {
+            return Err(MetaError::Conflict(id.clone()));
+        }
+        Ok(info)
+    }
+}
+
+fn validate_sink(uri: &str) -> Result<(), MetaError> {
+    crate::sink::parse_sink_uri(uri)
+        .map(drop)
+        .map_err(|e| MetaError::InvalidSinkUri(e.to_string()))
+}
+
+fn validate_target(start: Ts, target: u64) -> Result<(), MetaError> {
+    if target != 0 && Ts(target) <= start {
+        return Err(MetaError::InvalidParam(format!(
+            "target-ts {target} must be larger than start-ts {start}"
+        )));
+    }
+    Ok(())
+}
+
+/// Go's `time.Time` JSON form (RFC 3339 with nanoseconds and the local offset), which TiCDC
+/// writes as `create-time`.
+pub fn go_time(unix_ms: u64) -> String {
+    let ms = i64::try_from(unix_ms).unwrap_or(i64::MAX);
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .with_timezone(&chrono::Local)
+        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)
+}
+
+/// Reads a replica config from TiCDC's changefeed TOML (`cdc cli changefeed create --config`),
+/// strictly: keys TiCDC does not know are errors. Missing keys take TiCDC's defaults.
+pub fn replica_config_from_toml(text: &str) -> Result<ReplicaConfig, String> {
+    let file: toml::Value = toml::from_str(text).map_err(|e| e.to_string())?;
+    let mut merged = serde_json::to_value(ReplicaConfig::default()).map_err(|e| e.to_string())?;
+    let overlay = serde_json::to_value(file).map_err(|e| e.to_string())?;
+    merge(&mut merged, overlay, "")?;
+    serde_json::from_value(merged).map_err(|e| e.to_string())
+}
+
+/// Deep-merges `overlay` into `base`, refusing keys `base` does not have.
+fn merge(base: &mut serde_json::Value, overlay: serde_json::Value, at: &str) -> Result<(), String> {
+    match (base, overlay) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
+            for (k, v) in o {
+                let path = if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                };
+                match b.get_mut(&k) {
+                    Some(slot) if slot.is_object() => merge(slot, v, &path)?,
+                    Some(slot) => *slot = v,
+                    None => return Err(format!("unknown key {path:?} in the changefeed config")),
+                }
+            }
+            Ok(())
+        }
+        (b, o) => {
+            *b = o;
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
