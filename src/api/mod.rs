@@ -142,3 +142,6 @@ pub async fn serve(
         })
         .await
 }
+
+pub use cluster::mask_sink_uris;
+pub use legacy::simple_status;

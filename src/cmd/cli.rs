@@ -1,0 +1,402 @@
+//! `cdc cli`: TiCDC v5's operator commands. Reads come from etcd (`--pd`); the owner's actions
+//! (pause, resume, remove) go to the owner's HTTP API, found through the election key like
+//! v5 did, or to `--server` when given (any capture forwards to the owner). Output is JSON
+//! shaped like TiCDC's; an error is one line and a non-zero exit.
+
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Args, Subcommand};
+use rcdc::api::views::{changefeed_list, StateFilter, TimeZone};
+use rcdc::meta::{replica_config_from_toml, ChangefeedUpdate, Meta, NewChangefeed};
+use rcdc::reactor::store::etcd::{EtcdStore, EtcdStoreConfig};
+use rcdc::reactor::Clock;
+use rcdc::state::{CaptureId, ChangefeedId, KeyLayout};
+use serde_json::{json, Value};
+
+/// `cdc cli` global flags.
+#[derive(Args)]
+pub struct CliArgs {
+    /// etcd endpoints, comma-separated.
+    #[arg(long, default_value = "http://127.0.0.1:2379", global = true)]
+    pd: String,
+    /// Root prefix of the cluster's keys in etcd.
+    #[arg(long, default_value = "/tidb/cdc", global = true)]
+    cluster_prefix: String,
+    /// A capture's address (host:port) for owner actions; default: the owner, from etcd.
+    #[arg(long, global = true)]
+    server: Option<String>,
+    /// Log level of the CLI itself (accepted for TiCDC compatibility).
+    #[arg(long, default_value = "warn", global = true)]
+    log_level: String,
+    #[command(subcommand)]
+    command: CliCommand,
+}
+
+#[derive(Subcommand)]
+enum CliCommand {
+    /// Changefeeds.
+    #[command(subcommand)]
+    Changefeed(ChangefeedCommand),
+    /// Captures.
+    #[command(subcommand)]
+    Capture(CaptureCommand),
+    /// Processors (a changefeed's work on one capture).
+    #[command(subcommand)]
+    Processor(ProcessorCommand),
+    /// Commands that read or change raw metadata.
+    #[command(subcommand, name = "unsafe")]
+    Unsafe(UnsafeCommand),
+}
+
+#[derive(Args)]
+struct ChangefeedFlags {
+    /// Sink URI.
+    #[arg(long)]
+    sink_uri: Option<String>,
+    /// Target ts (0 = none).
+    #[arg(long)]
+    target_ts: Option<u64>,
+    /// Changefeed config file (TiCDC's replica TOML).
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum ChangefeedCommand {
+    /// Create a changefeed.
+    Create {
+        /// Changefeed id (default: a random UUID).
+        #[arg(short = 'c', long = "changefeed-id")]
+        id: Option<String>,
+        /// Start ts (0 = now).
+        #[arg(long, default_value_t = 0)]
+        start_ts: u64,
+        /// Upstream URI (default: the cluster's `--upstream`).
+        #[arg(long)]
+        upstream: Option<String>,
+        /// Do not ask for confirmation (rcdc never asks; accepted for TiCDC scripts).
+        #[arg(long)]
+        no_confirm: bool,
+        /// Sort engine (only `unified`).
+        #[arg(long, default_value = "unified")]
+        sort_engine: String,
+        #[command(flatten)]
+        flags: ChangefeedFlags,
+    },
+    /// Update a stopped changefeed's sink URI, target ts or config.
+    Update {
+        /// Changefeed id.
+        #[arg(short = 'c', long = "changefeed-id")]
+        id: String,
+        /// Accepted for TiCDC scripts.
+        #[arg(long)]
+        no_confirm: bool,
+        #[command(flatten)]
+        flags: ChangefeedFlags,
+    },
+    /// List changefeeds (removed and finished ones with `-a`).
+    List {
+        /// Include removed and finished changefeeds.
+        #[arg(short = 'a', long = "all")]
+        all: bool,
+    },
+    /// Show a changefeed.
+    Query {
+        /// Changefeed id.
+        #[arg(short = 'c', long = "changefeed-id")]
+        id: String,
+        /// Only the state, checkpoint and error.
+        #[arg(short = 's', long = "simple")]
+        simple: bool,
+    },
+    /// Pause a changefeed.
+    Pause {
+        /// Changefeed id.
+        #[arg(short = 'c', long = "changefeed-id")]
+        id: String,
+    },
+    /// Resume a changefeed.
+    Resume {
+        /// Changefeed id.
+        #[arg(short = 'c', long = "changefeed-id")]
+        id: String,
+        /// Accepted for TiCDC scripts.
+        #[arg(long)]
+        no_confirm: bool,
+    },
+    /// Remove a changefeed and all its metadata.
+    Remove {
+        /// Changefeed id.
+        #[arg(short = 'c', long = "changefeed-id")]
+        id: String,
+        /// Accepted for TiCDC scripts (removal always deletes every key).
+        #[arg(short = 'f', long = "force")]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaptureCommand {
+    /// List captures.
+    List,
+}
+
+#[derive(Subcommand)]
+enum ProcessorCommand {
+    /// List processors.
+    List,
+    /// Show one processor's task status and position.
+    Query {
+        /// Changefeed id.
+        #[arg(short = 'c', long = "changefeed-id")]
+        id: String,
+        /// Capture id.
+        #[arg(short = 'p', long = "capture-id")]
+        capture: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum UnsafeCommand {
+    /// Print every key and value under the cluster prefix (sink passwords masked).
+    ShowMetadata,
+}
+
+fn print(v: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn read_config(
+    path: &Option<std::path::PathBuf>,
+) -> anyhow::Result<Option<rcdc::state::model::ReplicaConfig>> {
+    let Some(p) = path else { return Ok(None) };
+    let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+    replica_config_from_toml(&text)
+        .map(Some)
+        .map_err(|e| anyhow!("{}: {e}", p.display()))
+}
+
+/// Runs one `cdc cli` command.
+pub async fn run(args: CliArgs) -> anyhow::Result<()> {
+    rcdc::logging::parse_level(&args.log_level).map_err(|e| anyhow!(e))?;
+    let endpoints = super::endpoints(&args.pd);
+    let store = EtcdStore::connect(&endpoints, EtcdStoreConfig::default())
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    let meta = Meta::new(Arc::new(store), KeyLayout::new(&args.cluster_prefix));
+    let tz = TimeZone::Local;
+    match args.command {
+        CliCommand::Changefeed(cmd) => changefeed(&meta, args.server.as_deref(), tz, cmd).await,
+        CliCommand::Capture(CaptureCommand::List) => {
+            let state = meta.load().await?;
+            let owner = meta.owner().await?;
+            let list: Vec<Value> = state
+                .captures()
+                .iter()
+                .map(|(id, c)| json!({ "id": id, "is-owner": owner.as_ref() == Some(id), "address": c.address }))
+                .collect();
+            print(&Value::Array(list))
+        }
+        CliCommand::Processor(ProcessorCommand::List) => {
+            let state = meta.load().await?;
+            let list: Vec<Value> = rcdc::api::views::processor_list(&state)
+                .into_iter()
+                .map(|p| json!({ "changefeed-id": p["changefeed_id"], "capture-id": p["capture_id"] }))
+                .collect();
+            print(&Value::Array(list))
+        }
+        CliCommand::Processor(ProcessorCommand::Query { id, capture }) => {
+            let state = meta.load().await?;
+            let (cf_id, cap) = (
+                ChangefeedId::from(id.as_str()),
+                CaptureId::new(capture.clone()),
+            );
+            let cf = state
+                .changefeed(&cf_id)
+                .ok_or_else(|| anyhow!("changefeed {id} does not exist"))?;
+            let (status, position) = (cf.task_statuses.get(&cap), cf.task_positions.get(&cap));
+            if status.is_none() && position.is_none() {
+                bail!("no processor of changefeed {id} on capture {capture}");
+            }
+            print(&json!({ "status": status, "position": position }))
+        }
+        CliCommand::Unsafe(UnsafeCommand::ShowMetadata) => {
+            let kvs = meta.raw().await?;
+            for kv in &kvs {
+                let value = rcdc::api::mask_sink_uris(&String::from_utf8_lossy(&kv.value));
+                println!("Key: {}, Value: {value}", kv.key);
+            }
+            println!("Show {} KVs", kvs.len());
+            Ok(())
+        }
+    }
+}
+
+async fn changefeed(
+    meta: &Meta,
+    server: Option<&str>,
+    tz: TimeZone,
+    cmd: ChangefeedCommand,
+) -> anyhow::Result<()> {
+    match cmd {
+        ChangefeedCommand::Create {
+            id,
+            start_ts,
+            upstream,
+            no_confirm: _,
+            sort_engine,
+            flags,
+        } => {
+            if sort_engine != "unified" {
+                bail!("invalid --sort-engine {sort_engine:?}: rcdc sorts in memory (use unified)");
+            }
+            let sink_uri = flags
+                .sink_uri
+                .ok_or_else(|| anyhow!("--sink-uri is required"))?;
+            let new = NewChangefeed {
+                id: id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                sink_uri,
+                start_ts,
+                target_ts: flags.target_ts.unwrap_or(0),
+                upstream,
+                config: read_config(&flags.config)?,
+            };
+            let now = rcdc::reactor::SystemClock.now_ms();
+            let (id, info) = meta.create_changefeed(new, now).await?;
+            let mut shown = serde_json::to_value(&info)?;
+            if let Some(uri) = shown.get_mut("sink-uri") {
+                *uri = json!(rcdc::sink::mask_uri(&info.sink_uri));
+            }
+            println!("Create changefeed successfully!\nID: {id}\nInfo: {shown}");
+            Ok(())
+        }
+        ChangefeedCommand::Update {
+            id,
+            no_confirm: _,
+            flags,
+        } => {
+            let update = ChangefeedUpdate {
+                sink_uri: flags.sink_uri,
+                target_ts: flags.target_ts,
+                config: read_config(&flags.config)?,
+            };
+            if update.sink_uri.is_none() && update.target_ts.is_none() && update.config.is_none() {
+                bail!("nothing to update: give --sink-uri, --target-ts or --config");
+            }
+            let id = ChangefeedId::from(id.as_str());
+            let info = meta.update_changefeed(&id, update).await?;
+            let mut shown = serde_json::to_value(&info)?;
+            if let Some(uri) = shown.get_mut("sink-uri") {
+                *uri = json!(rcdc::sink::mask_uri(&info.sink_uri));
+            }
+            println!("Update changefeed config successfully!\nID: {id}\nInfo: {shown}");
+            Ok(())
+        }
+        ChangefeedCommand::List { all } => {
+            let state = meta.load().await?;
+            let filter = if all {
+                StateFilter::All
+            } else {
+                StateFilter::Default
+            };
+            let list: Vec<Value> = changefeed_list(&state, &filter, tz)
+                .into_iter()
+                .map(|c| {
+                    json!({
+                        "id": c["id"],
+                        "summary": {
+                            "state": c["state"],
+                            "tso": c["checkpoint_tso"],
+                            "checkpoint": c["checkpoint_time"],
+                            "error": c.get("error").cloned().unwrap_or(Value::Null),
+                        }
+                    })
+                })
+                .collect();
+            print(&Value::Array(list))
+        }
+        ChangefeedCommand::Query { id, simple } => {
+            let state = meta.load().await?;
+            let cf_id = ChangefeedId::from(id.as_str());
+            if simple {
+                let v = rcdc::api::simple_status(&state, &cf_id, tz)
+                    .ok_or_else(|| anyhow!("changefeed {id} does not exist"))?;
+                return print(&v);
+            }
+            let cf = state
+                .changefeed(&cf_id)
+                .filter(|c| c.info.is_some())
+                .ok_or_else(|| anyhow!("changefeed {id} does not exist"))?;
+            let mut info = serde_json::to_value(&cf.info)?;
+            if let (Some(uri), Some(i)) = (info.get_mut("sink-uri"), &cf.info) {
+                *uri = json!(rcdc::sink::mask_uri(&i.sink_uri));
+            }
+            let count: u64 = cf.task_positions.values().map(|p| p.count).sum();
+            let tasks: Vec<Value> = cf
+                .task_statuses
+                .iter()
+                .map(|(c, s)| json!({ "capture-id": c, "status": s }))
+                .collect();
+            print(
+                &json!({ "info": info, "status": cf.status, "count": count, "task-status": tasks }),
+            )
+        }
+        ChangefeedCommand::Pause { id } => owner_action(meta, server, &id, "pause").await,
+        ChangefeedCommand::Resume { id, no_confirm: _ } => {
+            owner_action(meta, server, &id, "resume").await
+        }
+        ChangefeedCommand::Remove { id, force: _ } => {
+            owner_action(meta, server, &id, "remove").await
+        }
+    }
+}
+
+/// Sends pause/resume/remove to the owner's API (or `--server`, which forwards).
+async fn owner_action(
+    meta: &Meta,
+    server: Option<&str>,
+    id: &str,
+    action: &str,
+) -> anyhow::Result<()> {
+    let address = match server {
+        Some(s) => s
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned(),
+        None => {
+            let owner = meta
+                .owner()
+                .await?
+                .ok_or_else(|| anyhow!("the cluster has no owner; is any cdc server running?"))?;
+            let state = meta.load().await?;
+            state
+                .captures()
+                .get(&owner)
+                .map(|c| c.address.clone())
+                .ok_or_else(|| anyhow!("owner {owner} has no capture info"))?
+        }
+    };
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()?;
+    let base = format!("http://{address}/api/v1/changefeeds/{id}");
+    let request = match action {
+        "remove" => http.delete(base),
+        other => http.post(format!("{base}/{other}")),
+    };
+    let answer = request
+        .send()
+        .await
+        .with_context(|| format!("reaching the capture at {address}"))?;
+    if answer.status().is_success() {
+        return Ok(());
+    }
+    let status = answer.status();
+    let body: Value = answer.json().await.unwrap_or(Value::Null);
+    match body["error_msg"].as_str() {
+        Some(msg) => bail!("{msg}"),
+        None => bail!("{action} failed with HTTP {status}"),
+    }
+}

@@ -1,0 +1,6 @@
+//! The binary's subcommands (argument types and their edges; the work is in the library).
+
+pub mod cli;
+pub mod verify;
+
+pub(crate) use super::endpoints;

@@ -1,0 +1,325 @@
+//! `cdc cli` against a real cluster: two `cdc server` processes on a real etcd; every
+//! subcommand, its JSON output and its error paths (one line, non-zero exit).
+
+mod common;
+
+use std::process::{Child, Command, Output, Stdio};
+
+use common::*;
+use rcdc_reactor::testing::EtcdHarness;
+use serde_json::Value;
+
+const CDC: &str = env!("CARGO_BIN_EXE_cdc");
+const PREFIX: &str = "/t/cli";
+
+struct Servers(Vec<Child>);
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn server(pd: &str, port: u16, log: &std::path::Path) -> Child {
+    let log = std::fs::File::create(log.join(format!("capture-{port}.log"))).expect("log file");
+    Command::new(CDC)
+        .args([
+            "server",
+            "--pd",
+            pd,
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--cluster-prefix",
+            PREFIX,
+            "--upstream",
+            "demo://?tables=4&rows-per-second=20&retention=none",
+            "--log-level",
+            "info",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("spawn cdc server")
+}
+
+struct Cli {
+    pd: String,
+}
+
+impl Cli {
+    fn run(&self, args: &[&str]) -> Output {
+        let mut all = vec!["cli", "--pd", &self.pd, "--cluster-prefix", PREFIX];
+        all.extend_from_slice(args);
+        Command::new(CDC).args(&all).output().expect("run cdc cli")
+    }
+
+    /// Runs, expects success, parses stdout as JSON.
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{args:?}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs, expects failure with exactly one `Error:` line containing `part`.
+    fn fails(&self, args: &[&str], part: &str) {
+        let out = self.run(args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "one line: {err}");
+        assert!(
+            lines[0].starts_with("Error: ") && lines[0].contains(part),
+            "{err:?} should contain {part:?}"
+        );
+    }
+
+    fn state(&self, id: &str) -> String {
+        let out = self.run(&["changefeed", "query", "-s", "-c", id]);
+        serde_json::from_slice::<Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v["state"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_cli_command_against_a_real_cluster() {
+    let etcd = EtcdHarness::start().await;
+    let pd = etcd.client_url();
+    let dir = tempfile::tempdir().expect("dir");
+    let ports = [free_port(), free_port()];
+    let _servers = Servers(ports.iter().map(|&p| server(&pd, p, dir.path())).collect());
+    let cli = Cli { pd: pd.clone() };
+
+    wait_until(DEADLINE, "two captures, one owner", || async {
+        let out = cli.run(&["capture", "list"]);
+        serde_json::from_slice::<Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .is_some_and(|cs| {
+                cs.len() == 2 && cs.iter().filter(|c| c["is-owner"] == true).count() == 1
+            })
+    })
+    .await;
+    let captures = cli.json(&["capture", "list"]);
+    let non_owner = captures
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["is-owner"] == false))
+        .and_then(|c| c["address"].as_str())
+        .expect("a non-owner")
+        .to_owned();
+
+    // Create, with a replica config file; its errors.
+    let config = dir.path().join("cf.toml");
+    std::fs::write(
+        &config,
+        "force-replicate = true\n[filter]\nrules = ['*.*']\n",
+    )
+    .expect("write config");
+    let config = config.to_string_lossy().into_owned();
+    let out = cli.ok(&[
+        "changefeed",
+        "create",
+        "-c",
+        "cf1",
+        "--sink-uri",
+        "blackhole://",
+        "--config",
+        &config,
+        "--no-confirm",
+    ]);
+    assert!(
+        out.starts_with("Create changefeed successfully!\nID: cf1\nInfo: {"),
+        "{out}"
+    );
+    cli.fails(
+        &[
+            "changefeed",
+            "create",
+            "-c",
+            "cf1",
+            "--sink-uri",
+            "blackhole://",
+        ],
+        "changefeed cf1 already exists",
+    );
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[filter]\nrulez = ['x']\n").expect("write");
+    cli.fails(
+        &[
+            "changefeed",
+            "create",
+            "-c",
+            "cf2",
+            "--sink-uri",
+            "blackhole://",
+            "--config",
+            &bad.to_string_lossy(),
+        ],
+        "unknown key \"filter.rulez\"",
+    );
+    cli.fails(
+        &["changefeed", "create", "-c", "cf2"],
+        "--sink-uri is required",
+    );
+    cli.fails(
+        &[
+            "changefeed",
+            "create",
+            "-c",
+            "cf2",
+            "--sink-uri",
+            "blackhole://",
+            "--start-ts",
+            "10",
+            "--target-ts",
+            "5",
+        ],
+        "target-ts 5 must be larger",
+    );
+
+    // List and query.
+    let list = cli.json(&["changefeed", "list"]);
+    assert_eq!(list[0]["id"], "cf1");
+    assert_eq!(list[0]["summary"]["state"], "normal");
+    wait_until(DEADLINE, "cf1's four tables dispatched", || async {
+        let out = cli.run(&["changefeed", "query", "-c", "cf1"]);
+        serde_json::from_slice::<Value>(&out.stdout)
+            .ok()
+            .is_some_and(|v| {
+                let tables: usize = v["task-status"]
+                    .as_array()
+                    .map(|ts| {
+                        ts.iter()
+                            .map(|t| t["status"]["tables"].as_object().map_or(0, |m| m.len()))
+                            .sum()
+                    })
+                    .unwrap_or(0);
+                tables == 4
+            })
+    })
+    .await;
+    let q = cli.json(&["changefeed", "query", "-c", "cf1"]);
+    assert_eq!(q["info"]["config"]["force-replicate"], true);
+    assert!(q["status"]["checkpoint-ts"].as_u64().is_some());
+    let simple = cli.json(&["changefeed", "query", "-s", "-c", "cf1"]);
+    assert_eq!(simple["state"], "normal");
+    assert!(simple["checkpoint"].as_str().is_some_and(|c| c.len() == 23));
+    cli.fails(
+        &["changefeed", "query", "-c", "nope"],
+        "changefeed nope does not exist",
+    );
+
+    // Processors.
+    let procs = cli.json(&["processor", "list"]);
+    let p = procs
+        .as_array()
+        .and_then(|a| a.first())
+        .cloned()
+        .expect("a processor");
+    let capture = p["capture-id"].as_str().expect("capture id").to_owned();
+    let detail = cli.json(&["processor", "query", "-c", "cf1", "-p", &capture]);
+    assert!(detail["status"]["tables"].is_object(), "{detail}");
+    cli.fails(
+        &["processor", "query", "-c", "cf1", "-p", "ghost"],
+        "no processor of changefeed cf1 on capture ghost",
+    );
+
+    // Update refused while running; pause (through a non-owner with --server), update, resume.
+    cli.fails(
+        &[
+            "changefeed",
+            "update",
+            "-c",
+            "cf1",
+            "--target-ts",
+            "999999999999999999",
+        ],
+        "only when stopped",
+    );
+    cli.ok(&["--server", &non_owner, "changefeed", "pause", "-c", "cf1"]);
+    wait_until(DEADLINE, "cf1 stopped", || async {
+        cli.state("cf1") == "stopped"
+    })
+    .await;
+    let out = cli.ok(&[
+        "changefeed",
+        "update",
+        "-c",
+        "cf1",
+        "--target-ts",
+        "999999999999999999",
+    ]);
+    assert!(
+        out.contains("Update changefeed config successfully!"),
+        "{out}"
+    );
+    assert_eq!(
+        cli.json(&["changefeed", "query", "-c", "cf1"])["info"]["target-ts"],
+        999999999999999999u64
+    );
+    cli.ok(&["changefeed", "resume", "-c", "cf1"]);
+    wait_until(DEADLINE, "cf1 normal again", || async {
+        cli.state("cf1") == "normal"
+    })
+    .await;
+    cli.fails(
+        &["changefeed", "pause", "-c", "nope"],
+        "changefeed nope does not exist",
+    );
+
+    // Raw metadata, masked.
+    let meta = cli.ok(&["unsafe", "show-metadata"]);
+    assert!(
+        meta.contains(&format!("Key: {PREFIX}/changefeed/info/cf1, Value: {{")),
+        "{meta}"
+    );
+    assert!(meta
+        .trim_end()
+        .lines()
+        .last()
+        .is_some_and(|l| l.starts_with("Show ") && l.ends_with(" KVs")));
+
+    // Remove: gone from `list -a`.
+    cli.ok(&["changefeed", "remove", "-c", "cf1"]);
+    wait_until(DEADLINE, "cf1 removed", || async {
+        let out = cli.run(&["changefeed", "list", "-a"]);
+        serde_json::from_slice::<Value>(&out.stdout).ok() == Some(Value::Array(vec![]))
+    })
+    .await;
+
+    // A dead etcd is one clear line, not a hang or a panic.
+    let dead = Cli {
+        pd: format!("http://127.0.0.1:{}", free_port()),
+    };
+    dead.fails(&["capture", "list"], "127.0.0.1");
+}
