@@ -4,10 +4,33 @@
 #   protoc (Debian package protobuf-compiler) — needed to build the etcd-client crate.
 set -euo pipefail
 
+#   schemathesis (PyPI, into target/tools/venv) — only with --test-tools: the API test runs
+#   TiCDC's OpenAPI spec through it.
+cd "$(dirname "$0")/.."
+want_tools=false
+[ "${1:-}" = "--test-tools" ] && want_tools=true
+venv=target/tools/venv
+
 missing=()
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
-[ ${#missing[@]} -eq 0 ] && exit 0
+if $want_tools && [ ! -x "$venv/bin/schemathesis" ]; then
+  command -v python3 >/dev/null 2>&1 || missing+=(python3)
+  python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+fi
+
+install_tools() {
+  $want_tools || return 0
+  [ -x "$venv/bin/schemathesis" ] && return 0
+  echo "installing schemathesis into $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q 'schemathesis==4.32.5'
+}
+
+if [ ${#missing[@]} -eq 0 ]; then
+  install_tools
+  exit 0
+fi
 
 echo "installing: ${missing[*]}" >&2
 sudo=""
@@ -19,3 +42,4 @@ export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 command -v etcd >/dev/null && command -v protoc >/dev/null
+install_tools
