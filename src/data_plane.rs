@@ -77,6 +77,21 @@ impl OwnerUpstream for DataPlane {
             .map_err(|e| e.to_string())
     }
 
+    fn next_ddl(
+        &self,
+        _: &ChangefeedId,
+        info: &ChangeFeedInfo,
+        after: Ts,
+    ) -> Result<(Option<Ts>, Ts), String> {
+        let upstream = self.for_changefeed(info)?;
+        let upto = upstream.now(self.clock.now_ms());
+        let next = upstream
+            .ddl_events(after, upto)
+            .first()
+            .map(|d| d.commit_ts);
+        Ok((next, upto))
+    }
+
     fn update_gc_safe_point(&self, update: &UpdateSafePoint) -> Result<Ts, String> {
         // Every upstream in use holds our safe point; the answer is the highest minimum, so a
         // checkpoint behind any of them counts as lost.

@@ -11,6 +11,7 @@
 //! - [`scheduler`]: the table scheduler (dispatch, re-dispatch, rebalance, move table) on the
 //!   task-status operation protocol.
 
+pub mod ddl;
 pub mod feed_state;
 pub mod gc;
 pub mod metrics;

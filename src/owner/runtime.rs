@@ -27,6 +27,13 @@ pub trait OwnerUpstream: Send + Sync + 'static {
         info: &ChangeFeedInfo,
         at: Ts,
     ) -> Result<BTreeSet<TableId>, String>;
+    /// The first DDL after `after` (if any) and how far the upstream looked (its now).
+    fn next_ddl(
+        &self,
+        changefeed: &ChangefeedId,
+        info: &ChangeFeedInfo,
+        after: Ts,
+    ) -> Result<(Option<Ts>, Ts), String>;
     /// Sets the service GC safe point; returns the upstream's minimum safe point.
     fn update_gc_safe_point(&self, update: &UpdateSafePoint) -> Result<Ts, String>;
     /// Records the changefeed checkpoint in its sink.
@@ -168,6 +175,7 @@ impl Reactor for OwnerReactor {
         for effect in out.effects {
             let info = match &effect {
                 OwnerEffect::ListTables { changefeed, .. }
+                | OwnerEffect::FetchDdl { changefeed, .. }
                 | OwnerEffect::WriteSinkCheckpoint { changefeed, .. } => {
                     state.changefeed(changefeed).and_then(|c| c.info.clone())
                 }
@@ -201,6 +209,20 @@ async fn execute(
                 match listed {
                     Ok(tables) => OwnerEffectResult::Tables { changefeed, tables },
                     Err(error) => OwnerEffectResult::TablesFailed { changefeed, error },
+                }
+            }
+            OwnerEffect::FetchDdl { changefeed, after } => {
+                let found = info
+                    .ok_or_else(|| "the changefeed has no info".to_owned())
+                    .and_then(|info| upstream.next_ddl(&changefeed, &info, after));
+                match found {
+                    Ok((next, upto)) => OwnerEffectResult::Ddl {
+                        changefeed,
+                        after,
+                        next,
+                        upto,
+                    },
+                    Err(error) => OwnerEffectResult::DdlFailed { changefeed, error },
                 }
             }
             OwnerEffect::WriteSinkCheckpoint {

@@ -27,6 +27,7 @@ use rcdc_state::{
     CaptureId, ChangefeedId, ChangefeedState, Edit, GlobalState, Patch, PatchGroup, TableId, Ts,
 };
 
+use super::ddl::{DdlBarrier, DdlStep};
 use super::feed_state::{task_key_deletes, AdminJob, FeedStateConfig, FeedStateMachine};
 use super::gc::{GcConfig, GcManager, SafePointResult, UpdateSafePoint};
 use super::progress::{compute, ProgressWriter};
@@ -66,6 +67,13 @@ pub enum OwnerEffect {
         /// The ts to list at (the checkpoint).
         at: Ts,
     },
+    /// Find the first DDL of a changefeed's upstream after `after` (its DDL barrier).
+    FetchDdl {
+        /// The changefeed.
+        changefeed: ChangefeedId,
+        /// Exclusive lower bound.
+        after: Ts,
+    },
     /// Push the GC safe point.
     UpdateGcSafePoint(UpdateSafePoint),
     /// Record the changefeed checkpoint in the sink, so a consumer knows up to where its
@@ -95,6 +103,24 @@ pub enum OwnerEffectResult {
         /// Why.
         error: String,
     },
+    /// The next DDL after `after`, or none up to `upto` (the upstream's now).
+    Ddl {
+        /// The changefeed.
+        changefeed: ChangefeedId,
+        /// The question's lower bound.
+        after: Ts,
+        /// The first DDL's commit ts, if any.
+        next: Option<Ts>,
+        /// How far the upstream looked.
+        upto: Ts,
+    },
+    /// The DDL query failed.
+    DdlFailed {
+        /// The changefeed.
+        changefeed: ChangefeedId,
+        /// Why.
+        error: String,
+    },
     /// The GC push's answer.
     GcSafePoint(SafePointResult),
     /// Writing the sink checkpoint failed (e.g. an unwritable sink directory).
@@ -115,8 +141,6 @@ pub struct OwnerInput {
     pub requests: Vec<OwnerRequest>,
     /// Effect results since the last tick.
     pub results: Vec<OwnerEffectResult>,
-    /// DDL barriers per changefeed (the next DDL's commit ts); absent = none pending.
-    pub barriers: BTreeMap<ChangefeedId, Ts>,
 }
 
 /// What a tick decided.
@@ -138,6 +162,8 @@ struct Feed {
     progress: ProgressWriter,
     tables: Option<BTreeSet<TableId>>,
     listing: bool,
+    /// The DDL barrier while running (reset when the changefeed stops).
+    ddl: Option<DdlBarrier>,
 }
 
 /// The owner's state machine.
@@ -167,6 +193,7 @@ impl Owner {
             progress: ProgressWriter::new(id.clone(), c.flush_interval_ms),
             tables: None,
             listing: false,
+            ddl: None,
         })
     }
 
@@ -262,6 +289,24 @@ impl Owner {
                             });
                     }
                 }
+                OwnerEffectResult::Ddl {
+                    changefeed,
+                    after,
+                    next,
+                    upto,
+                } => {
+                    if let Some(b) = self.feeds.get_mut(changefeed).and_then(|f| f.ddl.as_mut()) {
+                        b.on_fetched(*after, *next, *upto);
+                    }
+                }
+                OwnerEffectResult::DdlFailed { changefeed, error } => {
+                    if let Some(f) = self.feeds.get_mut(changefeed) {
+                        if let Some(b) = f.ddl.as_mut() {
+                            b.on_failed();
+                        }
+                        tracing::warn!(changefeed = %changefeed, error = %error, "DDL query failed; retrying");
+                    }
+                }
                 OwnerEffectResult::GcSafePoint(res) => {
                     if let Some(e) = self.gc.on_result(res.clone(), input.now_ms) {
                         tracing::error!(error = %e, "GC safe point");
@@ -301,6 +346,7 @@ impl Owner {
         }
         if !decision.should_run {
             feed.tables = None;
+            feed.ddl = None;
             return;
         }
         let Some(tables) = feed.tables.clone() else {
@@ -328,13 +374,28 @@ impl Owner {
         if !sched.settled {
             return;
         }
+        let ddl = feed.ddl.get_or_insert_with(|| DdlBarrier::new(checkpoint));
+        match ddl.step(checkpoint) {
+            DdlStep::Wait => {}
+            DdlStep::Fetch { after } => out.effects.push(OwnerEffect::FetchDdl {
+                changefeed: id.clone(),
+                after,
+            }),
+            DdlStep::Apply { at } => {
+                // Every table is just before the DDL: take the table set after it, and let
+                // the scheduler add and remove tables before anything moves on.
+                tracing::info!(changefeed = %id, ddl_ts = %at, "applying a DDL: re-listing tables");
+                feed.tables = None;
+                feed.listing = true;
+                out.effects.push(OwnerEffect::ListTables {
+                    changefeed: id.clone(),
+                    at,
+                });
+                return;
+            }
+        }
         let target = info.target_ts();
-        let barrier = input
-            .barriers
-            .get(id)
-            .copied()
-            .unwrap_or(Ts::MAX)
-            .min(target);
+        let barrier = ddl.barrier().min(target);
         if let Some(progress) = compute(cf, barrier) {
             if let Some(p) = feed.progress.tick(layout, cf, progress, now) {
                 let mut g = PatchGroup::new(format!("changefeed/{id}/progress"));

@@ -16,6 +16,9 @@ struct Cluster {
     now: u64,
     effects: Vec<OwnerEffect>,
     rejected: Vec<(OwnerRequest, String)>,
+    /// The upstream's DDL commit ts, answered to `FetchDdl` (it looks up to `upstream_now`).
+    ddl: Vec<u64>,
+    upstream_now: u64,
 }
 
 impl Cluster {
@@ -43,6 +46,8 @@ impl Cluster {
             now: 1_000_000,
             effects: vec![],
             rejected: vec![],
+            ddl: vec![],
+            upstream_now: 1_000_000_000,
         }
     }
     fn state(&self) -> GlobalState {
@@ -80,6 +85,29 @@ impl Cluster {
     }
     fn tick(&mut self) {
         self.tick_with(OwnerInput::default());
+        self.answer_ddl();
+    }
+    /// Answers pending FetchDdl effects from `self.ddl`.
+    fn answer_ddl(&mut self) {
+        let mut results = vec![];
+        self.effects.retain(|e| match e {
+            OwnerEffect::FetchDdl { changefeed, after } => {
+                results.push(OwnerEffectResult::Ddl {
+                    changefeed: changefeed.clone(),
+                    after: *after,
+                    next: self.ddl.iter().find(|d| **d > after.0).map(|d| Ts(*d)),
+                    upto: Ts(self.upstream_now),
+                });
+                false
+            }
+            _ => true,
+        });
+        if !results.is_empty() {
+            self.tick_with(OwnerInput {
+                results,
+                ..Default::default()
+            });
+        }
     }
     /// Answers pending ListTables effects with `tables`.
     fn answer_tables(&mut self, tables: &[i64]) -> bool {
@@ -329,4 +357,39 @@ fn a_lost_snapshot_fails_the_changefeed() {
         info.error.map(|e| e.code),
         Some("CDC:ErrSnapshotLostByGC".to_owned())
     );
+}
+
+#[test]
+fn a_ddl_holds_the_checkpoint_just_before_it_until_the_table_set_changes() {
+    let mut c = Cluster::new(&["a", "b"]);
+    c.ddl = vec![3_000]; // table 7 created, table 2 dropped at 3,000
+    c.run_until_settled(2_500, &[1, 2, 3, 4, 5, 6]);
+    assert_eq!(c.status(), Some((Ts(2_500), Ts(2_500))));
+    // Processors run ahead of the DDL; the checkpoint stops at 2,999.
+    for _ in 0..20 {
+        c.tick();
+        c.processors_ack(5_000);
+    }
+    assert_eq!(
+        c.status().map(|s| s.1),
+        Some(Ts(2_999)),
+        "checkpoint held at ddl − 1"
+    );
+    let listed_at: Vec<Ts> = c
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            OwnerEffect::ListTables { at, .. } => Some(*at),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(listed_at, [Ts(3_000)], "tables re-listed at the DDL");
+    // The table set after the DDL: 2 is gone, 7 is new; then progress moves past the DDL.
+    c.run_until_settled(5_000, &[1, 3, 4, 5, 6, 7]);
+    let holders = c.holders();
+    assert!(
+        holders.contains_key(&TableId(7)) && !holders.contains_key(&TableId(2)),
+        "{holders:?}"
+    );
+    assert_eq!(c.status().map(|s| s.1), Some(Ts(5_000)));
 }
