@@ -21,6 +21,9 @@ pub trait ReactorState: Send + 'static {
     /// Applies one change of a key under the watched prefix (`None` = deleted). Must not fail:
     /// bad values are the state's to record, not the worker's to die of.
     fn update(&mut self, key: &str, value: Option<&[u8]>);
+    /// Called after each tick, so a state that logs changes can start a new log: the next
+    /// tick then sees exactly what changed since this one.
+    fn ticked(&mut self) {}
 }
 
 impl ReactorState for GlobalState {
@@ -28,6 +31,10 @@ impl ReactorState for GlobalState {
         if let rcdc_state::snapshot::ApplyOutcome::Corrupt(c) = self.apply(key, value) {
             tracing::warn!(key = %c.key, error = %c.error, "stored value does not decode; its changefeed is marked broken");
         }
+    }
+
+    fn ticked(&mut self) {
+        self.clear_changes();
     }
 }
 

@@ -129,6 +129,12 @@ impl FeedStateMachine {
         self.backoff_ms
     }
 
+    /// Nothing pending: no admin job queued and no retry waiting for its backoff, so the
+    /// owner need not visit the changefeed until one of its keys changes.
+    pub fn is_idle(&self) -> bool {
+        self.jobs.is_empty() && self.retry_at_ms.is_none()
+    }
+
     /// Decides this tick. `cf` must be this changefeed's state.
     pub fn tick(&mut self, layout: &KeyLayout, cf: &ChangefeedState, now_ms: u64) -> FeedDecision {
         let mut d = FeedDecision::default();

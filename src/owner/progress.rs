@@ -61,6 +61,9 @@ pub struct ProgressWriter {
     id: ChangefeedId,
     flush_interval_ms: u64,
     last_write_ms: Option<u64>,
+    /// Progress moved but the flush interval held the write back: a later tick must write
+    /// it even if nothing else changes.
+    deferred: bool,
 }
 
 impl ProgressWriter {
@@ -71,7 +74,13 @@ impl ProgressWriter {
             id,
             flush_interval_ms,
             last_write_ms: None,
+            deferred: false,
         }
+    }
+
+    /// Whether the last tick held back a write for the flush interval.
+    pub fn is_deferred(&self) -> bool {
+        self.deferred
     }
 
     /// The status patch to write now, if progress changed and the interval has passed.
@@ -83,6 +92,7 @@ impl ProgressWriter {
         now_ms: u64,
     ) -> Option<Patch> {
         let current = cf.status.as_ref().map(|s| (s.resolved_ts, s.checkpoint_ts));
+        self.deferred = false;
         if current == Some((progress.resolved_ts, progress.checkpoint_ts)) {
             return None;
         }
@@ -90,6 +100,7 @@ impl ProgressWriter {
             .last_write_ms
             .is_some_and(|t| now_ms.saturating_sub(t) < self.flush_interval_ms)
         {
+            self.deferred = true;
             return None;
         }
         self.last_write_ms = Some(now_ms);

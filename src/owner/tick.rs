@@ -152,6 +152,8 @@ pub struct OwnerOutput {
     pub effects: Vec<OwnerEffect>,
     /// Requests refused, with the reason (answered to the API caller).
     pub rejected: Vec<(OwnerRequest, String)>,
+    /// How many changefeeds this tick visited (the rest were unchanged and idle).
+    pub visited: usize,
 }
 
 /// Per-changefeed owner memory.
@@ -166,12 +168,31 @@ struct Feed {
     ddl: Option<DdlBarrier>,
 }
 
+/// How long a full round of the background sweep takes: every changefeed is visited at
+/// least this often even when none of its keys change (periodic rebalance checks, and a
+/// safety net for any timer a feed forgot to declare).
+const SWEEP_ROUND_MS: u64 = 60_000;
+
 /// The owner's state machine.
+///
+/// A tick visits only changefeeds that need it (target-design §10): every one on the first
+/// tick and when captures change; otherwise those whose keys changed (the snapshot's change
+/// log), those with requests or effect results, those left with pending work by their last
+/// visit, and a slice of the background sweep. A changefeed where only progress reports
+/// changed, and which was settled, skips the scheduler.
 #[derive(Debug)]
 pub struct Owner {
     config: OwnerConfig,
     feeds: BTreeMap<ChangefeedId, Feed>,
     gc: GcManager,
+    /// Changefeeds whose last visit left work pending.
+    awake: BTreeSet<ChangefeedId>,
+    /// Changefeeds whose scheduler was settled at their last visit.
+    settled: BTreeSet<ChangefeedId>,
+    /// Where the sweep continues, and when it last ran.
+    sweep_after: Option<ChangefeedId>,
+    last_sweep_ms: Option<u64>,
+    primed: bool,
 }
 
 impl Owner {
@@ -182,6 +203,11 @@ impl Owner {
             config,
             feeds: BTreeMap::new(),
             gc,
+            awake: BTreeSet::new(),
+            settled: BTreeSet::new(),
+            sweep_after: None,
+            last_sweep_ms: None,
+            primed: false,
         }
     }
 
@@ -214,32 +240,118 @@ impl Owner {
             }
         }
         let layout = state.layout();
-        for (id, cf) in state.changefeeds() {
+        let changes = state.changes();
+        // A new upstream GC answer can make any changefeed's snapshot lost.
+        let gc_answer = input
+            .results
+            .iter()
+            .any(|r| matches!(r, OwnerEffectResult::GcSafePoint(_)));
+        let everything = !self.primed || changes.captures || gc_answer;
+        self.primed = true;
+        let mut visit: BTreeMap<ChangefeedId, bool> = BTreeMap::new(); // id → full visit
+        if everything {
+            visit.extend(state.changefeeds().keys().map(|id| (id.clone(), true)));
+        } else {
+            for (id, kinds) in &changes.changefeeds {
+                let progress_only = kinds.only_progress() && self.settled.contains(id);
+                visit.insert(id.clone(), !progress_only);
+            }
+            let touched = input
+                .requests
+                .iter()
+                .map(|r| match r {
+                    OwnerRequest::Admin(id, _) | OwnerRequest::Schedule(id, _) => id,
+                })
+                .chain(input.results.iter().filter_map(result_changefeed));
+            for id in touched.chain(self.awake.iter()) {
+                visit.insert(id.clone(), true);
+            }
+            for id in self.sweep(state, input.now_ms) {
+                visit.insert(id, true);
+            }
+        }
+        self.awake.clear();
+        out.visited = visit.len();
+        for (id, full) in visit {
+            let Some(cf) = state.changefeed(&id) else {
+                // Every key is gone.
+                self.feeds.remove(&id);
+                self.settled.remove(&id);
+                continue;
+            };
             if cf.is_broken() {
                 continue;
             }
             if cf.info.is_none() {
                 // Removed: clean whatever is left (facts §4.13).
                 let mut g = PatchGroup::new(format!("changefeed/{id}/cleanup"));
-                g.patches.push(Patch::new(layout.status(id), Edit::Delete));
-                g.patches.extend(task_key_deletes(layout, id, cf));
+                g.patches.push(Patch::new(layout.status(&id), Edit::Delete));
+                g.patches.extend(task_key_deletes(layout, &id, cf));
                 out.groups.push(g);
-                self.feeds.remove(id);
+                self.feeds.remove(&id);
+                self.settled.remove(&id);
                 continue;
             }
-            let preflight = preflight(state, id, cf);
+            let preflight = preflight(state, &id, cf);
             if !preflight.is_empty() {
                 out.groups.push(preflight);
+                self.awake.insert(id);
                 continue;
             }
-            self.tick_changefeed(state, id, cf, input, &mut out);
+            let before = (out.groups.len(), out.effects.len());
+            let settled = self.tick_changefeed(state, &id, cf, input, full, &mut out);
+            if settled {
+                self.settled.insert(id.clone());
+            } else {
+                self.settled.remove(&id);
+            }
+            let emitted = (out.groups.len(), out.effects.len()) != before;
+            let idle = self
+                .feeds
+                .get(&id)
+                .is_none_or(|f| f.state.is_idle() && !f.progress.is_deferred());
+            if emitted || !idle || !settled {
+                self.awake.insert(id);
+            }
         }
-        self.feeds
-            .retain(|id, _| state.changefeed(id).is_some_and(|c| c.info.is_some()));
         if let Some(push) = self.gc.tick(state, input.now_ms) {
             out.effects.push(OwnerEffect::UpdateGcSafePoint(push));
         }
         out
+    }
+
+    /// The slice of the background sweep due at `now_ms`: in one round of
+    /// [`SWEEP_ROUND_MS`] every changefeed comes up once.
+    fn sweep(&mut self, state: &GlobalState, now_ms: u64) -> Vec<ChangefeedId> {
+        let total = state.changefeeds().len() as u64;
+        let elapsed = match self.last_sweep_ms {
+            Some(t) => now_ms.saturating_sub(t),
+            None => 0,
+        };
+        let due = (total * elapsed).div_ceil(SWEEP_ROUND_MS);
+        if due == 0 {
+            if self.last_sweep_ms.is_none() {
+                self.last_sweep_ms = Some(now_ms);
+            }
+            return vec![];
+        }
+        self.last_sweep_ms = Some(now_ms);
+        let start = match &self.sweep_after {
+            Some(after) => state.changefeeds().range::<ChangefeedId, _>((
+                std::ops::Bound::Excluded(after),
+                std::ops::Bound::Unbounded,
+            )),
+            None => state.changefeeds().range::<ChangefeedId, _>(..),
+        };
+        let mut picked: Vec<ChangefeedId> =
+            start.take(due as usize).map(|(id, _)| id.clone()).collect();
+        if (picked.len() as u64) < due {
+            // Wrap around for the rest of the slice.
+            let rest = due as usize - picked.len();
+            picked.extend(state.changefeeds().keys().take(rest).cloned());
+        }
+        self.sweep_after = picked.last().cloned();
+        picked
     }
 
     fn take_results(&mut self, state: &GlobalState, input: &OwnerInput, out: &mut OwnerOutput) {
@@ -316,17 +428,22 @@ impl Owner {
         }
     }
 
+    /// One changefeed's decisions. `full = false` (only progress reports changed since a
+    /// settled visit) skips the scheduler. Returns whether its tables are settled.
     fn tick_changefeed(
         &mut self,
         state: &GlobalState,
         id: &ChangefeedId,
         cf: &ChangefeedState,
         input: &OwnerInput,
+        full: bool,
         out: &mut OwnerOutput,
-    ) {
+    ) -> bool {
         let layout = state.layout();
         let now = input.now_ms;
-        let Some(info) = cf.info.as_ref() else { return };
+        let Some(info) = cf.info.as_ref() else {
+            return true;
+        };
         let checkpoint = info.checkpoint_ts(cf.status.as_ref());
         if matches!(info.state, FeedState::Normal) {
             if let Some(e) = self.gc.check_checkpoint(checkpoint, &self.config.addr) {
@@ -347,7 +464,7 @@ impl Owner {
         if !decision.should_run {
             feed.tables = None;
             feed.ddl = None;
-            return;
+            return true;
         }
         let Some(tables) = feed.tables.clone() else {
             if !feed.listing {
@@ -357,22 +474,24 @@ impl Owner {
                     at: checkpoint,
                 });
             }
-            return;
+            return false;
         };
-        let captures: &BTreeMap<CaptureId, CaptureInfo> = state.captures();
-        let sched = feed
-            .scheduler
-            .tick(layout, cf, captures, &tables, checkpoint, now);
-        if let Some(e) = &sched.error {
-            tracing::error!(changefeed = %id, error = %e, "scheduling stopped");
-        }
-        for (req, why) in sched.rejected {
-            out.rejected
-                .push((OwnerRequest::Schedule(id.clone(), req), why));
-        }
-        out.groups.extend(sched.groups);
-        if !sched.settled {
-            return;
+        if full {
+            let captures: &BTreeMap<CaptureId, CaptureInfo> = state.captures();
+            let sched = feed
+                .scheduler
+                .tick(layout, cf, captures, &tables, checkpoint, now);
+            if let Some(e) = &sched.error {
+                tracing::error!(changefeed = %id, error = %e, "scheduling stopped");
+            }
+            for (req, why) in sched.rejected {
+                out.rejected
+                    .push((OwnerRequest::Schedule(id.clone(), req), why));
+            }
+            out.groups.extend(sched.groups);
+            if !sched.settled {
+                return false;
+            }
         }
         let ddl = feed.ddl.get_or_insert_with(|| DdlBarrier::new(checkpoint));
         match ddl.step(checkpoint) {
@@ -391,7 +510,7 @@ impl Owner {
                     changefeed: id.clone(),
                     at,
                 });
-                return;
+                return false;
             }
         }
         let target = info.target_ts();
@@ -410,6 +529,19 @@ impl Owner {
                 feed.state.mark_finished();
             }
         }
+        true
+    }
+}
+
+/// The changefeed an effect result is about, if any.
+fn result_changefeed(r: &OwnerEffectResult) -> Option<&ChangefeedId> {
+    match r {
+        OwnerEffectResult::Tables { changefeed, .. }
+        | OwnerEffectResult::TablesFailed { changefeed, .. }
+        | OwnerEffectResult::Ddl { changefeed, .. }
+        | OwnerEffectResult::DdlFailed { changefeed, .. }
+        | OwnerEffectResult::SinkCheckpointFailed { changefeed, .. } => Some(changefeed),
+        OwnerEffectResult::GcSafePoint(_) => None,
     }
 }
 

@@ -19,4 +19,4 @@ pub mod snapshot;
 pub use ids::{CaptureId, ChangefeedId, Revision, TableId, Ts};
 pub use key::{CdcKey, KeyLayout};
 pub use patch::{Edit, Patch, PatchError, PatchGroup, PatchOutcome};
-pub use snapshot::{ChangefeedState, GlobalState};
+pub use snapshot::{ChangeKinds, ChangefeedState, Changes, GlobalState};

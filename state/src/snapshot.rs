@@ -82,8 +82,41 @@ impl ChangefeedState {
     }
 }
 
+/// Which keys of one changefeed changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChangeKinds {
+    /// Its info.
+    pub info: bool,
+    /// Its status (job key).
+    pub status: bool,
+    /// A task status (tables and operations).
+    pub task_status: bool,
+    /// A task position.
+    pub task_position: bool,
+    /// A task workload.
+    pub workload: bool,
+}
+
+impl ChangeKinds {
+    /// Only progress reports (positions, workloads, its own status) changed: nothing a
+    /// scheduling decision reads.
+    pub fn only_progress(&self) -> bool {
+        !self.info && !self.task_status
+    }
+}
+
+/// What changed since the reactor last cleared the log, so a tick can visit only that
+/// (target-design §10: work proportional to changes, not to the state).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// A capture joined, left or changed (e.g. started draining).
+    pub captures: bool,
+    /// Changefeeds with changed keys, and which kinds.
+    pub changefeeds: BTreeMap<ChangefeedId, ChangeKinds>,
+}
+
 /// The materialized view of one cluster's keys.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct GlobalState {
     layout: KeyLayout,
     owners: BTreeMap<String, CaptureId>,
@@ -91,6 +124,20 @@ pub struct GlobalState {
     changefeeds: BTreeMap<ChangefeedId, ChangefeedState>,
     corrupt: BTreeMap<String, CorruptValue>,
     unknown_keys: BTreeSet<String>,
+    /// Not part of the state's value: two states with the same keys are equal whatever
+    /// their change logs say.
+    changes: Changes,
+}
+
+impl PartialEq for GlobalState {
+    fn eq(&self, other: &Self) -> bool {
+        self.layout == other.layout
+            && self.owners == other.owners
+            && self.captures == other.captures
+            && self.changefeeds == other.changefeeds
+            && self.corrupt == other.corrupt
+            && self.unknown_keys == other.unknown_keys
+    }
 }
 
 impl Default for GlobalState {
@@ -109,6 +156,27 @@ impl GlobalState {
             changefeeds: BTreeMap::new(),
             corrupt: BTreeMap::new(),
             unknown_keys: BTreeSet::new(),
+            changes: Changes::default(),
+        }
+    }
+
+    /// What changed since [`Self::clear_changes`].
+    pub fn changes(&self) -> &Changes {
+        &self.changes
+    }
+
+    /// Starts a new change log (the worker calls it after each tick).
+    pub fn clear_changes(&mut self) {
+        self.changes = Changes::default();
+    }
+
+    fn mark(&mut self, id: &ChangefeedId, f: impl FnOnce(&mut ChangeKinds)) {
+        if let Some(k) = self.changes.changefeeds.get_mut(id) {
+            f(k);
+        } else {
+            let mut k = ChangeKinds::default();
+            f(&mut k);
+            self.changes.changefeeds.insert(id.clone(), k);
         }
     }
 
@@ -168,57 +236,73 @@ impl GlobalState {
                 ApplyOutcome::Applied
             }
             CdcKey::Capture(id) => {
+                self.changes.captures = true;
                 let decoded = decode::<CaptureInfo>(key, value);
                 set_slot(&mut self.captures, id, decoded, &mut self.corrupt, key)
             }
-            CdcKey::ChangefeedInfo(cf) => self.apply_changefeed(cf, |c| {
-                let decoded = decode::<ChangeFeedInfo>(key, value).map(|o| {
-                    o.map(|mut info| {
-                        info.verify_and_fix();
-                        info
-                    })
-                });
-                set_option(&mut c.info, decoded, &mut c.corrupt, key)
-            }),
-            CdcKey::ChangefeedStatus(cf) => self.apply_changefeed(cf, |c| {
-                set_option(&mut c.status, decode(key, value), &mut c.corrupt, key)
-            }),
+            CdcKey::ChangefeedInfo(cf) => {
+                self.mark(&cf, |k| k.info = true);
+                self.apply_changefeed(cf, |c| {
+                    let decoded = decode::<ChangeFeedInfo>(key, value).map(|o| {
+                        o.map(|mut info| {
+                            info.verify_and_fix();
+                            info
+                        })
+                    });
+                    set_option(&mut c.info, decoded, &mut c.corrupt, key)
+                })
+            }
+            CdcKey::ChangefeedStatus(cf) => {
+                self.mark(&cf, |k| k.status = true);
+                self.apply_changefeed(cf, |c| {
+                    set_option(&mut c.status, decode(key, value), &mut c.corrupt, key)
+                })
+            }
             CdcKey::TaskStatus {
                 capture,
                 changefeed,
-            } => self.apply_changefeed(changefeed, |c| {
-                set_slot(
-                    &mut c.task_statuses,
-                    capture,
-                    decode(key, value),
-                    &mut c.corrupt,
-                    key,
-                )
-            }),
+            } => {
+                self.mark(&changefeed, |k| k.task_status = true);
+                self.apply_changefeed(changefeed, |c| {
+                    set_slot(
+                        &mut c.task_statuses,
+                        capture,
+                        decode(key, value),
+                        &mut c.corrupt,
+                        key,
+                    )
+                })
+            }
             CdcKey::TaskPosition {
                 capture,
                 changefeed,
-            } => self.apply_changefeed(changefeed, |c| {
-                set_slot(
-                    &mut c.task_positions,
-                    capture,
-                    decode(key, value),
-                    &mut c.corrupt,
-                    key,
-                )
-            }),
+            } => {
+                self.mark(&changefeed, |k| k.task_position = true);
+                self.apply_changefeed(changefeed, |c| {
+                    set_slot(
+                        &mut c.task_positions,
+                        capture,
+                        decode(key, value),
+                        &mut c.corrupt,
+                        key,
+                    )
+                })
+            }
             CdcKey::TaskWorkload {
                 capture,
                 changefeed,
-            } => self.apply_changefeed(changefeed, |c| {
-                set_slot(
-                    &mut c.workloads,
-                    capture,
-                    decode(key, value),
-                    &mut c.corrupt,
-                    key,
-                )
-            }),
+            } => {
+                self.mark(&changefeed, |k| k.workload = true);
+                self.apply_changefeed(changefeed, |c| {
+                    set_slot(
+                        &mut c.workloads,
+                        capture,
+                        decode(key, value),
+                        &mut c.corrupt,
+                        key,
+                    )
+                })
+            }
             CdcKey::DeleteCounter | CdcKey::Unknown => ApplyOutcome::Ignored,
         }
     }

@@ -363,6 +363,7 @@ impl<S: MetaStore, R: Reactor> EtcdWorker<S, R> {
         };
         let started = Instant::now();
         let out = self.reactor.tick(&self.state, &ctx);
+        self.state.ticked();
         self.metrics
             .tick_duration
             .observe(started.elapsed().as_secs_f64());
