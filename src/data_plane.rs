@@ -101,7 +101,7 @@ impl OwnerUpstream for DataPlane {
         for u in upstreams {
             let m = u
                 .update_service_safe_point(
-                    update.service_id,
+                    &update.service_id,
                     update.ttl_secs,
                     update.safe_point,
                     now_ms,

@@ -14,6 +14,7 @@ pub mod meta;
 pub mod owner;
 pub mod pipeline;
 pub mod processor;
+pub mod record;
 pub mod server;
 pub mod sink;
 pub mod upstream;

@@ -1,6 +1,7 @@
 //! The `cdc` binary: argument parsing and the edge where errors become one clear line and a
 //! non-zero exit. Everything else lives in the library.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
@@ -26,6 +27,9 @@ enum Command {
     Cli(cmd::cli::CliArgs),
     /// Check a file sink against the demo upstream's oracle.
     Verify(cmd::verify::VerifyArgs),
+    /// Re-run recorded owner ticks and check they reproduce; or dry-run an owner on a live
+    /// cluster (--from-etcd, read-only).
+    Replay(cmd::replay::ReplayArgs),
     /// Print the version.
     Version,
 }
@@ -47,6 +51,9 @@ struct ServerArgs {
     /// Default upstream of changefeeds.
     #[arg(long, default_value = "demo://")]
     upstream: String,
+    /// Record each owner incarnation into this directory (for `cdc replay`).
+    #[arg(long)]
+    record: Option<PathBuf>,
     /// Log level (error, warn, info, debug, trace).
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -79,6 +86,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Server(args) => rt.block_on(server(args)),
         Command::Cli(args) => rt.block_on(cmd::cli::run(args)),
         Command::Verify(args) => cmd::verify::run(args),
+        Command::Replay(args) => rt.block_on(cmd::replay::run(args)),
     }
 }
 
@@ -98,6 +106,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         tz: Default::default(),
         config_json: serde_json::json!({}),
         set_log_level,
+        record_dir: args.record,
     };
     let (tx, rx) = tokio::sync::watch::channel(false);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -50,6 +50,8 @@ pub struct ServerConfig {
     pub config_json: serde_json::Value,
     /// Changes the log level at runtime (`POST /api/v1/log`).
     pub set_log_level: LogLevelSetter,
+    /// Record owner incarnations here (`--record`).
+    pub record_dir: Option<std::path::PathBuf>,
 }
 
 /// Why the server could not run.
@@ -93,6 +95,14 @@ pub async fn serve(
         processor: ProcessorConfig::default(),
         table: TablePipelineConfig::default(),
         owner_handle: owner_handle.clone(),
+        record: config
+            .record_dir
+            .clone()
+            .map(|dir| crate::capture::roles::RecordConfig {
+                dir,
+                cluster_prefix: config.cluster_prefix.clone(),
+                max_bytes: crate::record::DEFAULT_MAX_BYTES,
+            }),
     };
     let layout = KeyLayout::new(&config.cluster_prefix);
     let capture = CaptureConfig {

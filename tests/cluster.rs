@@ -83,6 +83,7 @@ fn roles() -> ClusterRoles {
             ..Default::default()
         },
         owner_handle: Default::default(),
+        record: None,
     }
 }
 

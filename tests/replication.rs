@@ -47,6 +47,7 @@ fn roles(plane: Arc<DataPlane>) -> ClusterRoles {
             ..Default::default()
         },
         owner_handle: Default::default(),
+        record: None,
     }
 }
 

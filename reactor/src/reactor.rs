@@ -131,6 +131,12 @@ pub trait Reactor: Send + 'static {
     type Patch: KeyPatch;
     /// One decision step. Sans-IO: everything it may read is in `state` and `ctx`.
     fn tick(&mut self, state: &Self::State, ctx: &TickContext) -> TickOutput<Self::Patch>;
+    /// Sees each batch of updates the worker is about to apply to the state before a tick
+    /// (the initial load and resyncs included), in order: what a recording needs to rebuild
+    /// the state offline. The default ignores them.
+    fn observe_updates(&mut self, updates: &[(String, Option<Vec<u8>>)]) {
+        let _ = updates;
+    }
 }
 
 /// The source of "now" for ticks; injected so that simulation and replay control time.

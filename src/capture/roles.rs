@@ -11,6 +11,7 @@ use crate::owner::tick::{Owner, OwnerConfig};
 use crate::pipeline::table::TablePipelineConfig;
 use crate::processor::runtime::{supervise, PipelineFactory, ProcessorReactor};
 use crate::processor::{ProcessorConfig, ProcessorManager};
+use crate::record::Recorder;
 
 /// Builds owner and processor reactors over one upstream seam and one pipeline factory.
 pub struct ClusterRoles {
@@ -26,6 +27,19 @@ pub struct ClusterRoles {
     pub table: TablePipelineConfig,
     /// The running owner's handle, for the HTTP API (empty while this capture is not owner).
     pub owner_handle: OwnerSlot,
+    /// Record each owner incarnation into this directory (`cdc server --record`).
+    pub record: Option<RecordConfig>,
+}
+
+/// Where and how much to record.
+#[derive(Clone, Debug)]
+pub struct RecordConfig {
+    /// The directory.
+    pub dir: std::path::PathBuf,
+    /// The cluster prefix, written into the header.
+    pub cluster_prefix: String,
+    /// Per-recording size limit.
+    pub max_bytes: u64,
 }
 
 /// Where the capture publishes its running owner's handle.
@@ -40,8 +54,26 @@ impl Roles for ClusterRoles {
             addr: me.address.clone(),
             ..self.owner.clone()
         };
-        let (reactor, handle) = OwnerReactor::spawn(Owner::new(config), self.upstream.clone());
+        let (mut reactor, handle) =
+            OwnerReactor::spawn(Owner::new(config.clone()), self.upstream.clone());
         *self.owner_handle.lock() = Some(handle);
+        if let Some(rec) = &self.record {
+            match Recorder::create(
+                &rec.dir,
+                me.id.as_str(),
+                &rec.cluster_prefix,
+                &config,
+                rec.max_bytes,
+            ) {
+                Ok(r) => {
+                    tracing::info!(path = %r.path().display(), "recording the owner");
+                    reactor = reactor.with_recorder(r);
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %rec.dir.display(), error = %e, "cannot record the owner")
+                }
+            }
+        }
         reactor
     }
 

@@ -29,7 +29,7 @@ use rcdc_state::patch::{InfoEdit, StatusEdit, TaskPositionEdit};
 use rcdc_state::{ChangefeedId, ChangefeedState, Edit, KeyLayout, Patch};
 
 /// An operator's request for one changefeed (`cdc cli changefeed pause|resume|remove`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum AdminJob {
     /// Stop replicating, keep the changefeed.
     Pause,
@@ -40,7 +40,7 @@ pub enum AdminJob {
 }
 
 /// Timing of retries and failure.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FeedStateConfig {
     /// First delay after an error before re-initialising.
     pub backoff_initial_ms: u64,

@@ -15,7 +15,7 @@ use rcdc_state::{GlobalState, Ts};
 pub const SERVICE_ID: &str = "ticdc";
 
 /// GC settings.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GcConfig {
     /// Service safe point TTL (`gc-ttl`, default 86,400 s).
     pub ttl_secs: u64,
@@ -33,10 +33,10 @@ impl Default for GcConfig {
 }
 
 /// The effect the runtime executes against the upstream.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UpdateSafePoint {
     /// Always [`SERVICE_ID`].
-    pub service_id: &'static str,
+    pub service_id: String,
     /// TTL of the service safe point.
     pub ttl_secs: u64,
     /// The safe point to set.
@@ -44,7 +44,7 @@ pub struct UpdateSafePoint {
 }
 
 /// The upstream's answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SafePointResult {
     /// Accepted; the upstream's current minimum service safe point.
     Updated {
@@ -99,7 +99,7 @@ impl GcManager {
             .min()?;
         self.last_push_ms = Some(now_ms);
         Some(UpdateSafePoint {
-            service_id: SERVICE_ID,
+            service_id: SERVICE_ID.to_owned(),
             ttl_secs: self.config.ttl_secs,
             safe_point: min.prev(),
         })

@@ -111,6 +111,7 @@ pub struct OwnerReactor {
     results: mpsc::UnboundedReceiver<OwnerEffectResult>,
     effects: mpsc::UnboundedSender<Effect>,
     metrics: OwnerMetrics,
+    recorder: Option<crate::record::Recorder>,
 }
 
 impl OwnerReactor {
@@ -128,15 +129,30 @@ impl OwnerReactor {
                 results,
                 effects,
                 metrics: OwnerMetrics::default(),
+                recorder: None,
             },
             OwnerHandle(req_tx),
         )
     }
 }
 
+impl OwnerReactor {
+    /// Records every batch of updates and every tick (`cdc server --record`).
+    pub fn with_recorder(mut self, recorder: crate::record::Recorder) -> Self {
+        self.recorder = Some(recorder);
+        self
+    }
+}
+
 impl Reactor for OwnerReactor {
     type State = GlobalState;
     type Patch = Patch;
+
+    fn observe_updates(&mut self, updates: &[(String, Option<Vec<u8>>)]) {
+        if let Some(r) = self.recorder.as_mut() {
+            r.updates(updates);
+        }
+    }
 
     fn tick(&mut self, state: &GlobalState, ctx: &TickContext) -> TickOutput<Patch> {
         let mut input = OwnerInput {
@@ -158,6 +174,9 @@ impl Reactor for OwnerReactor {
             input.results.push(r);
         }
         let out = self.owner.tick(state, &input);
+        if let Some(r) = self.recorder.as_mut() {
+            r.tick(&input, &out);
+        }
         // Answer each waiting caller: rejected requests with the owner's reason, the rest
         // accepted. Identical requests in one tick are matched in order.
         let mut rejected = out.rejected.clone();

@@ -61,7 +61,7 @@ use rcdc_state::{
 };
 
 /// Rebalance tuning.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SchedulerConfig {
     /// How often the periodic skew check runs, milliseconds.
     pub rebalance_interval_ms: u64,
@@ -80,7 +80,7 @@ impl Default for SchedulerConfig {
 }
 
 /// An operator's scheduling request (the HTTP API's move-table and rebalance).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ScheduleRequest {
     /// Move one table to a capture.
     MoveTable {

@@ -34,7 +34,7 @@ use super::progress::{compute, ProgressWriter};
 use super::scheduler::{ScheduleRequest, SchedulerConfig, TableScheduler};
 
 /// Owner settings.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OwnerConfig {
     /// This capture's advertise address, for errors the owner records.
     pub addr: String,
@@ -49,7 +49,7 @@ pub struct OwnerConfig {
 }
 
 /// A request from an operator (HTTP API / CLI) for one changefeed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum OwnerRequest {
     /// Pause, resume or remove.
     Admin(ChangefeedId, AdminJob),
@@ -58,7 +58,7 @@ pub enum OwnerRequest {
 }
 
 /// Work for the runtime.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum OwnerEffect {
     /// List the tables of a changefeed's upstream at `at` (after its filter).
     ListTables {
@@ -87,7 +87,7 @@ pub enum OwnerEffect {
 }
 
 /// Results of earlier effects, fed back to the next tick.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum OwnerEffectResult {
     /// The table set of a changefeed at a ts.
     Tables {
@@ -133,7 +133,7 @@ pub enum OwnerEffectResult {
 }
 
 /// Everything a tick may read besides the snapshot.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OwnerInput {
     /// Injected time, Unix milliseconds.
     pub now_ms: u64,
@@ -144,7 +144,7 @@ pub struct OwnerInput {
 }
 
 /// What a tick decided.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OwnerOutput {
     /// Patch groups for the EtcdWorker.
     pub groups: Vec<PatchGroup>,

@@ -31,7 +31,7 @@ fn bug_8_13_the_safe_point_is_min_live_checkpoint_minus_one() {
         Ts(299),
         "failed and finished feeds do not hold GC; minus one"
     );
-    assert_eq!((push.service_id, push.ttl_secs), ("ticdc", 86_400));
+    assert_eq!((push.service_id.as_str(), push.ttl_secs), ("ticdc", 86_400));
 }
 
 #[test]
