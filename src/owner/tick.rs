@@ -192,6 +192,7 @@ pub struct Owner {
     /// Where the sweep continues, and when it last ran.
     sweep_after: Option<ChangefeedId>,
     last_sweep_ms: Option<u64>,
+    sweep_credit: u64,
     primed: bool,
 }
 
@@ -207,6 +208,7 @@ impl Owner {
             settled: BTreeSet::new(),
             sweep_after: None,
             last_sweep_ms: None,
+            sweep_credit: 0,
             primed: false,
         }
     }
@@ -328,14 +330,16 @@ impl Owner {
             Some(t) => now_ms.saturating_sub(t),
             None => 0,
         };
-        let due = (total * elapsed).div_ceil(SWEEP_ROUND_MS);
+        self.last_sweep_ms = Some(now_ms);
+        // Credit accrues at `total` visits per round; whole visits are spent, the rest kept.
+        self.sweep_credit = self
+            .sweep_credit
+            .saturating_add(total.saturating_mul(elapsed));
+        let due = self.sweep_credit / SWEEP_ROUND_MS;
+        self.sweep_credit %= SWEEP_ROUND_MS;
         if due == 0 {
-            if self.last_sweep_ms.is_none() {
-                self.last_sweep_ms = Some(now_ms);
-            }
             return vec![];
         }
-        self.last_sweep_ms = Some(now_ms);
         let start = match &self.sweep_after {
             Some(after) => state.changefeeds().range::<ChangefeedId, _>((
                 std::ops::Bound::Excluded(after),
@@ -343,11 +347,11 @@ impl Owner {
             )),
             None => state.changefeeds().range::<ChangefeedId, _>(..),
         };
-        let mut picked: Vec<ChangefeedId> =
-            start.take(due as usize).map(|(id, _)| id.clone()).collect();
-        if (picked.len() as u64) < due {
+        let due = usize::try_from(due.min(total)).unwrap_or(usize::MAX);
+        let mut picked: Vec<ChangefeedId> = start.take(due).map(|(id, _)| id.clone()).collect();
+        if picked.len() < due {
             // Wrap around for the rest of the slice.
-            let rest = due as usize - picked.len();
+            let rest = due - picked.len();
             picked.extend(state.changefeeds().keys().take(rest).cloned());
         }
         self.sweep_after = picked.last().cloned();
