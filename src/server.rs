@@ -115,6 +115,7 @@ pub async fn serve(
         reset_interval: Duration::from_secs(20),
         drain_timeout: Duration::from_secs(10),
         new_id: Arc::new(|| CaptureId::new(uuid::Uuid::new_v4().to_string())),
+        clock: clock.clone(),
     };
     let (status_tx, status_rx) = watch::channel(CaptureStatus::default());
     let api = ApiContext {

@@ -35,11 +35,22 @@ pub fn verify(
     start: Ts,
     at: Ts,
 ) -> Result<Vec<TableReport>, String> {
-    use crate::upstream::Upstream;
     let mut rows: BTreeMap<TableId, Vec<DecodedRow>> = BTreeMap::new();
     for (ident, table_rows) in read_table_files(sink_root, changefeed).map_err(|e| e.to_string())? {
         rows.entry(ident.table_id).or_default().extend(table_rows);
     }
+    compare(upstream, &rows, start, at)
+}
+
+/// Compares sink rows (any order, duplicates allowed) with the oracle over `(start, at]`, for
+/// every table that exists at `at` or has rows.
+pub fn compare(
+    upstream: &DemoUpstream,
+    rows: &BTreeMap<TableId, Vec<DecodedRow>>,
+    start: Ts,
+    at: Ts,
+) -> Result<Vec<TableReport>, String> {
+    use crate::upstream::Upstream;
     let mut tables: Vec<TableId> = upstream
         .tables_at(at)
         .map_err(|e| e.to_string())?

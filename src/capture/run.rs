@@ -60,6 +60,9 @@ pub struct CaptureConfig {
     pub drain_timeout: Duration,
     /// New capture ids (random UUIDs in production; injected so tests are deterministic).
     pub new_id: Arc<dyn Fn() -> CaptureId + Send + Sync>,
+    /// The clock the reactors' ticks read (the system clock in production; simulation
+    /// injects virtual time).
+    pub clock: Arc<dyn rcdc_reactor::Clock>,
 }
 
 /// What a capture incarnation's owner role is doing, for the API (`is_owner`).
@@ -213,7 +216,8 @@ async fn incarnation<S: MetaStore + Clone, R: Roles>(
         roles.processor(me),
         GlobalState::new(config.layout.clone()),
         worker_config(config, "processor", config.processor_tick),
-    );
+    )
+    .with_clock(config.clock.clone());
     let mut processor = tokio::spawn(processor.run(stopped(stop_rx.clone())));
 
     let owner_prefix = config.layout.owner_prefix();
@@ -256,7 +260,8 @@ async fn incarnation<S: MetaStore + Clone, R: Roles>(
             roles.owner(me),
             GlobalState::new(config.layout.clone()),
             cfg,
-        );
+        )
+        .with_clock(config.clock.clone());
         let (owner_stop_tx, owner_stop_rx) = watch::channel(false);
         let mut owner = tokio::spawn(owner.run(stopped(owner_stop_rx)));
         let outcome = tokio::select! {

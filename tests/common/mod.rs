@@ -346,6 +346,7 @@ pub fn start<R: rcdc::capture::run::Roles>(
                 counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
             ))
         }),
+        clock: Arc::new(rcdc_reactor::SystemClock),
     };
     runtime.spawn(async move {
         let config_store = rcdc_reactor::store::etcd::EtcdStoreConfig {
