@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod capture;
+pub mod config;
 pub mod data_plane;
 pub mod event;
 pub mod logging;

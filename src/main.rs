@@ -1,11 +1,9 @@
 //! The `cdc` binary: argument parsing and the edge where errors become one clear line and a
 //! non-zero exit. Everything else lives in the library.
 
-use std::path::PathBuf;
-use std::time::Duration;
-
 use anyhow::{anyhow, Context};
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
+use rcdc::config::ServerFlags;
 use rcdc::server::{serve, ServerConfig};
 
 #[derive(Parser)]
@@ -22,7 +20,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a capture.
-    Server(ServerArgs),
+    Server(ServerFlags),
     /// Manage the cluster.
     Cli(cmd::cli::CliArgs),
     /// Check a file sink against the demo upstream's oracle.
@@ -32,31 +30,6 @@ enum Command {
     Replay(cmd::replay::ReplayArgs),
     /// Print the version.
     Version,
-}
-
-#[derive(Args)]
-struct ServerArgs {
-    /// etcd endpoints, comma-separated.
-    #[arg(long, default_value = "http://127.0.0.1:2379")]
-    pd: String,
-    /// Address of this capture (advertised to the cluster).
-    #[arg(long, default_value = "127.0.0.1:8300")]
-    addr: String,
-    /// Advertised address, if different from --addr.
-    #[arg(long)]
-    advertise_addr: Option<String>,
-    /// Root prefix of the cluster's keys in etcd.
-    #[arg(long, default_value = "/tidb/cdc")]
-    cluster_prefix: String,
-    /// Default upstream of changefeeds.
-    #[arg(long, default_value = "demo://")]
-    upstream: String,
-    /// Record each owner incarnation into this directory (for `cdc replay`).
-    #[arg(long)]
-    record: Option<PathBuf>,
-    /// Log level (error, warn, info, debug, trace).
-    #[arg(long, default_value = "info")]
-    log_level: String,
 }
 
 fn main() {
@@ -90,23 +63,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn server(args: ServerArgs) -> anyhow::Result<()> {
-    rcdc::upstream::parse_upstream_uri(&args.upstream).with_context(|| "bad --upstream")?;
+async fn server(flags: ServerFlags) -> anyhow::Result<()> {
+    // Startup order (facts §4.1): configuration, logging, time zone, then the server.
+    let resolved = rcdc::config::resolve(&flags)?;
+    rcdc::upstream::parse_upstream_uri(&resolved.upstream).with_context(|| "bad --upstream")?;
+    let format = if resolved.log_format == "json" {
+        rcdc::logging::LogFormat::Json
+    } else {
+        rcdc::logging::LogFormat::Text
+    };
     let set_log_level =
-        rcdc::logging::init(&args.log_level, None, Default::default()).map_err(|e| anyhow!(e))?;
+        rcdc::logging::init(&resolved.log_level, resolved.log_file.as_deref(), format)
+            .map_err(|e| anyhow!(e))?;
+    for w in &resolved.warnings {
+        tracing::warn!("{w}");
+    }
+    let tz = rcdc::config::timezone(&resolved.tz)?;
     let config = ServerConfig {
-        endpoints: endpoints(&args.pd),
-        advertise_addr: args.advertise_addr.unwrap_or_else(|| args.addr.clone()),
-        addr: args.addr,
-        cluster_prefix: args.cluster_prefix,
-        upstream: args.upstream,
-        session_ttl: Duration::from_secs(10),
-        owner_flush_interval: Duration::from_millis(200),
-        processor_flush_interval: Duration::from_millis(100),
-        tz: Default::default(),
-        config_json: serde_json::json!({}),
+        endpoints: resolved.pd.clone(),
+        addr: resolved.addr.clone(),
+        advertise_addr: resolved.advertise_addr.clone(),
+        cluster_prefix: resolved.cluster_prefix.clone(),
+        upstream: resolved.upstream.clone(),
+        session_ttl: resolved.capture_session_ttl,
+        owner_flush_interval: resolved.owner_flush_interval,
+        processor_flush_interval: resolved.processor_flush_interval,
+        tz,
+        config_json: resolved.to_json(),
         set_log_level,
-        record_dir: args.record,
+        record_dir: resolved.record_dir.clone(),
     };
     let (tx, rx) = tokio::sync::watch::channel(false);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -581,6 +581,40 @@ async fn simulate(seed: u64, record: Option<std::path::PathBuf>) -> (usize, Ts) 
     let plane = DataPlane::new(world.upstream.clone(), clock.clone());
     let up = plane.upstream(&world.upstream).expect("upstream");
     let demo = up.as_demo().expect("demo");
+    let kvs = world.store.dump();
+    let live: BTreeSet<String> = kvs
+        .iter()
+        .filter_map(|kv| {
+            kv.key
+                .strip_prefix(&format!("{PREFIX}/capture/"))
+                .map(str::to_owned)
+        })
+        .collect();
+    let mut holders: BTreeMap<TableId, Vec<String>> = BTreeMap::new();
+    for kv in &kvs {
+        let Some(rest) = kv.key.strip_prefix(&format!("{PREFIX}/task/status/")) else {
+            continue;
+        };
+        let capture = rest.split('/').next().unwrap_or_default().to_owned();
+        if !live.contains(&capture) {
+            continue;
+        }
+        if let Ok(s) = serde_json::from_slice::<TaskStatus>(&kv.value) {
+            for t in s.tables.iter().flat_map(|t| t.keys()) {
+                holders.entry(*t).or_default().push(capture.clone());
+            }
+        }
+    }
+    use rcdc::upstream::Upstream;
+    for t in demo.tables_at(at).expect("tables") {
+        let h = holders.get(&t).cloned().unwrap_or_default();
+        assert_eq!(
+            h.len(),
+            1,
+            "seed {seed}: after settling, table {t} is held by {h:?}\nfaults:\n{}",
+            log.join("\n")
+        );
+    }
     let rows = world.rows.lock().clone();
     let reports = rcdc::verify::compare(demo, &rows, start.prev(), at).expect("compare");
     let bad: Vec<&String> = reports.iter().flat_map(|r| &r.mismatches).collect();

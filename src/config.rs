@@ -1,0 +1,576 @@
+//! `cdc server` configuration (facts §7.3): defaults < the TOML file (`--config`, strict:
+//! an unknown key is an error) < flags set explicitly. Then validation, with messages that
+//! name the key and the bad value.
+//!
+//! The file accepts TiCDC's whole server key set, so a TiCDC config loads unchanged; keys that
+//! rcdc does not use (the sorter's disk settings, kv-client tuning, `[debug]`) are checked for
+//! type where rcdc knows them and otherwise ignored. rcdc adds `upstream`, `cluster-prefix`,
+//! `record-dir` and `log-format`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::api::views::TimeZone;
+
+/// `cdc server` flags; every one optional so "set explicitly" is known.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct ServerFlags {
+    /// etcd endpoints, comma-separated (default http://127.0.0.1:2379).
+    #[arg(long)]
+    pub pd: Option<String>,
+    /// Listen address of the HTTP API (default 127.0.0.1:8300).
+    #[arg(long)]
+    pub addr: Option<String>,
+    /// Address advertised to the cluster (default: --addr).
+    #[arg(long)]
+    pub advertise_addr: Option<String>,
+    /// Server config file (TOML).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Log file (default: stderr).
+    #[arg(long)]
+    pub log_file: Option<PathBuf>,
+    /// Log level: trace, debug, info, warn, error (default info).
+    #[arg(long)]
+    pub log_level: Option<String>,
+    /// Log format: text or json (default text).
+    #[arg(long)]
+    pub log_format: Option<String>,
+    /// Data directory.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Service GC safe point TTL in seconds (default 86400).
+    #[arg(long)]
+    pub gc_ttl: Option<u64>,
+    /// Time zone for rendered times: System or an IANA name (default System).
+    #[arg(long)]
+    pub tz: Option<String>,
+    /// Owner tick / status flush interval, e.g. 200ms.
+    #[arg(long)]
+    pub owner_flush_interval: Option<String>,
+    /// Processor tick / position flush interval, e.g. 100ms.
+    #[arg(long)]
+    pub processor_flush_interval: Option<String>,
+    /// Root prefix of the cluster's keys in etcd (default /tidb/cdc).
+    #[arg(long)]
+    pub cluster_prefix: Option<String>,
+    /// Default upstream of changefeeds (default demo://).
+    #[arg(long)]
+    pub upstream: Option<String>,
+    /// Record each owner incarnation into this directory (for `cdc replay`).
+    #[arg(long)]
+    pub record: Option<PathBuf>,
+    /// TLS CA (accepted; TLS to etcd is not supported yet).
+    #[arg(long)]
+    pub ca: Option<String>,
+    /// TLS certificate (accepted; see --ca).
+    #[arg(long)]
+    pub cert: Option<String>,
+    /// TLS key (accepted; see --ca).
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Allowed client certificate CNs (accepted; see --ca).
+    #[arg(long)]
+    pub cert_allowed_cn: Option<String>,
+}
+
+/// The resolved configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerConfig {
+    /// etcd endpoints.
+    pub pd: Vec<String>,
+    /// Listen address.
+    pub addr: String,
+    /// Advertised address.
+    pub advertise_addr: String,
+    /// Log file; `None` = stderr.
+    pub log_file: Option<PathBuf>,
+    /// Log level.
+    pub log_level: String,
+    /// `text` or `json`.
+    pub log_format: String,
+    /// Data directory (rcdc keeps no local data yet).
+    pub data_dir: Option<PathBuf>,
+    /// GC TTL.
+    pub gc_ttl: Duration,
+    /// The zone name as given.
+    pub tz: String,
+    /// Session TTL.
+    pub capture_session_ttl: Duration,
+    /// Owner flush interval.
+    pub owner_flush_interval: Duration,
+    /// Processor flush interval.
+    pub processor_flush_interval: Duration,
+    /// Sorter memory per table.
+    pub per_table_memory_quota: u64,
+    /// Cluster key prefix.
+    pub cluster_prefix: String,
+    /// Default upstream.
+    pub upstream: String,
+    /// Recording directory.
+    pub record_dir: Option<PathBuf>,
+    /// Notes for the log (values reset to defaults).
+    pub warnings: Vec<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            pd: vec!["http://127.0.0.1:2379".into()],
+            addr: "127.0.0.1:8300".into(),
+            advertise_addr: String::new(),
+            log_file: None,
+            log_level: "info".into(),
+            log_format: "text".into(),
+            data_dir: None,
+            gc_ttl: Duration::from_secs(86_400),
+            tz: "System".into(),
+            capture_session_ttl: Duration::from_secs(10),
+            owner_flush_interval: Duration::from_millis(200),
+            processor_flush_interval: Duration::from_millis(100),
+            per_table_memory_quota: 20 * 1024 * 1024,
+            cluster_prefix: "/tidb/cdc".into(),
+            upstream: "demo://".into(),
+            record_dir: None,
+            warnings: vec![],
+        }
+    }
+}
+
+/// A configuration error, naming the key (or flag) and the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read config file {path}: {error}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The OS error.
+        error: String,
+    },
+    /// The file is not valid TOML, has an unknown key, or a value of the wrong type.
+    #[error("config file {path}: {error}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What is wrong (toml names the line, column and key).
+        error: String,
+    },
+    /// A value is out of range or malformed.
+    #[error("invalid {key} {value:?}: {reason}")]
+    Invalid {
+        /// The key or flag.
+        key: &'static str,
+        /// The value given.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn invalid(key: &'static str, value: impl ToString, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+// Parsed so that a TiCDC file is type-checked and accepted; rcdc does not use every key.
+#[allow(dead_code)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    addr: Option<String>,
+    advertise_addr: Option<String>,
+    log_file: Option<String>,
+    log_level: Option<String>,
+    data_dir: Option<String>,
+    gc_ttl: Option<u64>,
+    tz: Option<String>,
+    capture_session_ttl: Option<u64>,
+    owner_flush_interval: Option<String>,
+    processor_flush_interval: Option<String>,
+    per_table_memory_quota: Option<u64>,
+    cluster_id: Option<String>,
+    gc_tuner_memory_threshold: Option<u64>,
+    max_memory_percentage: Option<u64>,
+    newarch: Option<bool>,
+    enable_legacy_safepoint: Option<bool>,
+    memory_limit_percentage: Option<f64>,
+    // rcdc additions.
+    upstream: Option<String>,
+    cluster_prefix: Option<String>,
+    record_dir: Option<String>,
+    log_format: Option<String>,
+    log: Option<LogSection>,
+    sorter: Option<SorterSection>,
+    security: Option<SecuritySection>,
+    kv_client: Option<KvClientSection>,
+    /// TiCDC's internal tuning; accepted whole, not used.
+    debug: Option<toml::Table>,
+    /// New-architecture sections, accepted whole, not used.
+    encryption: Option<toml::Table>,
+}
+
+// Parsed so that a TiCDC file is type-checked and accepted; rcdc does not use every key.
+#[allow(dead_code)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct LogSection {
+    error_output: Option<String>,
+    file: Option<LogFileSection>,
+}
+
+// Parsed so that a TiCDC file is type-checked and accepted; rcdc does not use every key.
+#[allow(dead_code)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct LogFileSection {
+    max_size: Option<u64>,
+    max_days: Option<u64>,
+    max_backups: Option<u64>,
+}
+
+// Parsed so that a TiCDC file is type-checked and accepted; rcdc does not use every key.
+#[allow(dead_code)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct SorterSection {
+    sort_dir: Option<String>,
+    cache_size_in_mb: Option<u64>,
+    max_memory_percentage: Option<u64>,
+    max_memory_consumption: Option<u64>,
+    num_workerpool_goroutine: Option<u64>,
+    num_concurrent_worker: Option<u64>,
+    chunk_size_limit: Option<u64>,
+}
+
+// Parsed so that a TiCDC file is type-checked and accepted; rcdc does not use every key.
+#[allow(dead_code)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct SecuritySection {
+    ca_path: Option<String>,
+    cert_path: Option<String>,
+    key_path: Option<String>,
+    cert_allowed_cn: Option<Vec<String>>,
+    mtls: Option<bool>,
+    client_user_required: Option<bool>,
+    client_allowed_user: Option<Vec<String>>,
+}
+
+// Parsed so that a TiCDC file is type-checked and accepted; rcdc does not use every key.
+#[allow(dead_code)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct KvClientSection {
+    enable_multiplexing: Option<bool>,
+    worker_concurrent: Option<u64>,
+    grpc_stream_concurrent: Option<u64>,
+    advance_interval_in_ms: Option<u64>,
+    frontier_concurrent: Option<u64>,
+    worker_pool_size: Option<u64>,
+    region_scan_limit: Option<u64>,
+    region_retry_duration: Option<String>,
+}
+
+/// Parses a Go duration string (`200ms`, `1m30s`).
+pub fn parse_duration(key: &'static str, s: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| invalid(key, s, format!("not a duration like 200ms or 1m ({e})")))
+}
+
+/// Reads `--config` if given, then resolves.
+pub fn resolve(flags: &ServerFlags) -> Result<ServerConfig, ConfigError> {
+    let file = match &flags.config {
+        Some(p) => Some((
+            p.clone(),
+            std::fs::read_to_string(p).map_err(|e| ConfigError::Read {
+                path: p.display().to_string(),
+                error: e.to_string(),
+            })?,
+        )),
+        None => None,
+    };
+    resolve_with(flags, file.as_ref().map(|(p, t)| (p.as_path(), t.as_str())))
+}
+
+/// Resolves from flags and an optional file's text: defaults < file < flags.
+pub fn resolve_with(
+    flags: &ServerFlags,
+    file: Option<(&Path, &str)>,
+) -> Result<ServerConfig, ConfigError> {
+    let f: FileConfig = match file {
+        Some((path, text)) => toml::from_str(text).map_err(|e: toml::de::Error| {
+            let at = e.span().map(|s| {
+                let before = text.get(..s.start).unwrap_or_default();
+                let line = before.matches('\n').count() + 1;
+                let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!("line {line}, column {col}: ")
+            });
+            ConfigError::Parse {
+                path: path.display().to_string(),
+                error: format!("{}{}", at.unwrap_or_default(), e.message()),
+            }
+        })?,
+        None => FileConfig::default(),
+    };
+    let mut c = ServerConfig::default();
+    let pick = |flag: &Option<String>, file: &Option<String>| flag.clone().or_else(|| file.clone());
+
+    if let Some(pd) = &flags.pd {
+        c.pd = pd
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if c.pd.is_empty() {
+            return Err(invalid("--pd", pd, "give at least one etcd endpoint"));
+        }
+    }
+    if let Some(a) = pick(&flags.addr, &f.addr) {
+        c.addr = a;
+    }
+    c.advertise_addr = pick(&flags.advertise_addr, &f.advertise_addr).unwrap_or_default();
+    c.log_file = flags.log_file.clone().or_else(|| {
+        f.log_file
+            .clone()
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+    });
+    if let Some(l) = pick(&flags.log_level, &f.log_level) {
+        c.log_level = l;
+    }
+    if let Some(l) = pick(&flags.log_format, &f.log_format) {
+        c.log_format = l;
+    }
+    c.data_dir = flags.data_dir.clone().or_else(|| {
+        f.data_dir
+            .clone()
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+    });
+    if let Some(t) = flags.gc_ttl.or(f.gc_ttl) {
+        if t == 0 {
+            return Err(invalid("gc-ttl", t, "must be > 0"));
+        }
+        c.gc_ttl = Duration::from_secs(t);
+    }
+    if let Some(tz) = pick(&flags.tz, &f.tz) {
+        c.tz = tz;
+    }
+    if let Some(ttl) = f.capture_session_ttl {
+        if ttl < 5 {
+            c.warnings.push(format!(
+                "capture-session-ttl {ttl} is below 5 s; using 10 s"
+            ));
+        } else {
+            c.capture_session_ttl = Duration::from_secs(ttl);
+        }
+    }
+    if let Some(d) = pick(&flags.owner_flush_interval, &f.owner_flush_interval) {
+        c.owner_flush_interval = parse_duration("owner-flush-interval", &d)?;
+    }
+    if let Some(d) = pick(&flags.processor_flush_interval, &f.processor_flush_interval) {
+        c.processor_flush_interval = parse_duration("processor-flush-interval", &d)?;
+    }
+    if let Some(q) = f.per_table_memory_quota {
+        if q != 0 {
+            if q < 6 * 1024 * 1024 {
+                return Err(invalid(
+                    "per-table-memory-quota",
+                    q,
+                    "must be at least 6291456 (6 MiB), or 0 for the default",
+                ));
+            }
+            c.per_table_memory_quota = q;
+        }
+    }
+    if let Some(p) = pick(&flags.cluster_prefix, &f.cluster_prefix) {
+        c.cluster_prefix = p;
+    }
+    if let Some(u) = pick(&flags.upstream, &f.upstream) {
+        c.upstream = u;
+    }
+    c.record_dir = flags
+        .record
+        .clone()
+        .or_else(|| f.record_dir.clone().map(PathBuf::from));
+    if let Some(s) = &f.sorter {
+        if let Some(p) = s.max_memory_percentage {
+            if p > 100 {
+                return Err(invalid(
+                    "sorter.max-memory-percentage",
+                    p,
+                    "must be within 0..=100",
+                ));
+            }
+        }
+        if let Some(n) = s.num_workerpool_goroutine {
+            if !(1..=4096).contains(&n) {
+                return Err(invalid(
+                    "sorter.num-workerpool-goroutine",
+                    n,
+                    "must be within 1..=4096",
+                ));
+            }
+        }
+        if let Some(n) = s.chunk_size_limit {
+            if n < 1024 * 1024 {
+                return Err(invalid(
+                    "sorter.chunk-size-limit",
+                    n,
+                    "must be at least 1048576 (1 MiB)",
+                ));
+            }
+        }
+    }
+    if let Some(k) = &f.kv_client {
+        if k.worker_concurrent == Some(0) {
+            return Err(invalid("kv-client.worker-concurrent", 0, "must be > 0"));
+        }
+        if k.region_scan_limit == Some(0) {
+            return Err(invalid("kv-client.region-scan-limit", 0, "must be > 0"));
+        }
+    }
+    validate(&mut c, &f, flags)?;
+    Ok(c)
+}
+
+fn validate(c: &mut ServerConfig, f: &FileConfig, flags: &ServerFlags) -> Result<(), ConfigError> {
+    if c.addr.trim().is_empty() {
+        return Err(invalid("addr", &c.addr, "must not be empty"));
+    }
+    if c.advertise_addr.is_empty() {
+        c.advertise_addr = c.addr.clone();
+    }
+    let (host, port) = c
+        .advertise_addr
+        .rsplit_once(':')
+        .ok_or_else(|| invalid("advertise-addr", &c.advertise_addr, "must be host:port"))?;
+    if port.parse::<u16>().is_err() {
+        return Err(invalid(
+            "advertise-addr",
+            &c.advertise_addr,
+            "the port is not a number",
+        ));
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty()
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_unspecified())
+    {
+        return Err(invalid(
+            "advertise-addr",
+            &c.advertise_addr,
+            "must name a reachable host, not an unspecified address like 0.0.0.0",
+        ));
+    }
+    crate::logging::parse_level(&c.log_level).map_err(|_| {
+        invalid(
+            "log-level",
+            &c.log_level,
+            format!("use one of {}", crate::logging::LEVELS.join(", ")),
+        )
+    })?;
+    if !matches!(c.log_format.as_str(), "text" | "json") {
+        return Err(invalid("log-format", &c.log_format, "use text or json"));
+    }
+    timezone(&c.tz)?;
+    let https = |u: &str| u.starts_with("https://");
+    let tls = flags.ca.is_some()
+        || f.security
+            .as_ref()
+            .is_some_and(|s| s.ca_path.as_deref().is_some_and(|p| !p.is_empty()));
+    for ep in &c.pd {
+        let url =
+            url::Url::parse(ep).map_err(|e| invalid("--pd", ep, format!("not a URL ({e})")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid("--pd", ep, "the scheme must be http or https"));
+        }
+        if url.host_str().is_none() || url.port_or_known_default().is_none() {
+            return Err(invalid("--pd", ep, "must name a host and port"));
+        }
+        if https(ep) && !tls {
+            return Err(invalid(
+                "--pd",
+                ep,
+                "https needs a CA (--ca or [security] ca-path)",
+            ));
+        }
+        if tls {
+            return Err(invalid(
+                "--ca",
+                flags.ca.clone().unwrap_or_default(),
+                "TLS to etcd is not supported yet; use http endpoints",
+            ));
+        }
+    }
+    if !c.cluster_prefix.starts_with('/')
+        || c.cluster_prefix.ends_with('/')
+        || c.cluster_prefix.len() < 2
+    {
+        return Err(invalid(
+            "cluster-prefix",
+            &c.cluster_prefix,
+            "must start with / and not end with /, e.g. /tidb/cdc",
+        ));
+    }
+    if url::Url::parse(&c.upstream).is_err() {
+        return Err(invalid("upstream", &c.upstream, "not a URI like demo://"));
+    }
+    if c.owner_flush_interval.is_zero() {
+        return Err(invalid("owner-flush-interval", "0s", "must be > 0"));
+    }
+    if c.processor_flush_interval.is_zero() {
+        return Err(invalid("processor-flush-interval", "0s", "must be > 0"));
+    }
+    Ok(())
+}
+
+/// `--tz`: `System`/`SYSTEM`/`Local` or an IANA zone known to chrono-tz.
+pub fn timezone(tz: &str) -> Result<TimeZone, ConfigError> {
+    if matches!(tz, "System" | "SYSTEM" | "system" | "Local" | "") {
+        return Ok(TimeZone::Local);
+    }
+    tz.parse::<chrono_tz::Tz>()
+        .map(TimeZone::Named)
+        .map_err(|_| {
+            invalid(
+                "tz",
+                tz,
+                "unknown time zone; use System or an IANA name like Asia/Shanghai",
+            )
+        })
+}
+
+impl ServerConfig {
+    /// The `GET /config` answer: TiCDC's JSON keys, durations in nanoseconds like Go's.
+    pub fn to_json(&self) -> serde_json::Value {
+        let ns = |d: Duration| d.as_nanos() as u64;
+        serde_json::json!({
+            "addr": self.addr,
+            "advertise-addr": self.advertise_addr,
+            "log-file": self.log_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            "log-level": self.log_level,
+            "data-dir": self.data_dir.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            "gc-ttl": self.gc_ttl.as_secs(),
+            "tz": self.tz,
+            "capture-session-ttl": self.capture_session_ttl.as_secs(),
+            "owner-flush-interval": ns(self.owner_flush_interval),
+            "processor-flush-interval": ns(self.processor_flush_interval),
+            "per-table-memory-quota": self.per_table_memory_quota,
+            "cluster-prefix": self.cluster_prefix,
+            "upstream": crate::sink::mask_uri(&self.upstream),
+            "log-format": self.log_format,
+            "record-dir": self.record_dir.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
