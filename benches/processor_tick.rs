@@ -18,21 +18,36 @@ const CHANGEFEEDS: usize = 10;
 /// One capture holding `tables` tables over 10 changefeeds, all running.
 fn state(tables: usize, with_adds: usize) -> (GlobalState, Pipelines) {
     let mut s = GlobalState::default();
-    s.apply("/tidb/cdc/capture/me", Some(br#"{"id":"me","address":"me:8300","version":"v"}"#));
+    s.apply(
+        "/tidb/cdc/capture/me",
+        Some(br#"{"id":"me","address":"me:8300","version":"v"}"#),
+    );
     let per_cf = tables / CHANGEFEEDS;
     let mut pipelines = Pipelines::new();
     for f in 0..CHANGEFEEDS {
-        let info = format!(r#"{{"sink-uri":"blackhole://","start-ts":{START},"state":"normal","config":{{}}}}"#);
-        s.apply(&format!("/tidb/cdc/changefeed/info/{}", cf(f)), Some(info.as_bytes()));
+        let info = format!(
+            r#"{{"sink-uri":"blackhole://","start-ts":{START},"state":"normal","config":{{}}}}"#
+        );
+        s.apply(
+            &format!("/tidb/cdc/changefeed/info/{}", cf(f)),
+            Some(info.as_bytes()),
+        );
         let mut body: Vec<String> = (0..per_cf)
-            .map(|t| format!(r#""{}":{{"start-ts":{START},"mark-table-id":0}}"#, f * per_cf + t + 1))
+            .map(|t| {
+                format!(
+                    r#""{}":{{"start-ts":{START},"mark-table-id":0}}"#,
+                    f * per_cf + t + 1
+                )
+            })
             .collect();
         let mut ops = vec![];
         if f == 0 {
             for a in 0..with_adds {
                 let t = tables + a + 1;
                 body.push(format!(r#""{t}":{{"start-ts":{START},"mark-table-id":0}}"#));
-                ops.push(format!(r#""{t}":{{"delete":false,"boundary_ts":{START},"status":0}}"#));
+                ops.push(format!(
+                    r#""{t}":{{"delete":false,"boundary_ts":{START},"status":0}}"#
+                ));
             }
         }
         let status = format!(
@@ -40,12 +55,25 @@ fn state(tables: usize, with_adds: usize) -> (GlobalState, Pipelines) {
             body.join(","),
             ops.join(",")
         );
-        s.apply(&format!("/tidb/cdc/task/status/me/{}", cf(f)), Some(status.as_bytes()));
-        s.apply(&format!("/tidb/cdc/task/position/me/{}", cf(f)), Some(&position(START + 1)));
+        s.apply(
+            &format!("/tidb/cdc/task/status/me/{}", cf(f)),
+            Some(status.as_bytes()),
+        );
+        s.apply(
+            &format!("/tidb/cdc/task/position/me/{}", cf(f)),
+            Some(&position(START + 1)),
+        );
         for t in 0..per_cf {
             pipelines.insert(
-                (ChangefeedId::from(cf(f).as_str()), TableId((f * per_cf + t + 1) as i64)),
-                TableProgress { resolved_ts: Ts(START + 2), checkpoint_ts: Ts(START + 2), state: TablePipelineState::Running },
+                (
+                    ChangefeedId::from(cf(f).as_str()),
+                    TableId((f * per_cf + t + 1) as i64),
+                ),
+                TableProgress {
+                    resolved_ts: Ts(START + 2),
+                    checkpoint_ts: Ts(START + 2),
+                    state: TablePipelineState::Running,
+                },
             );
         }
     }
@@ -55,12 +83,22 @@ fn state(tables: usize, with_adds: usize) -> (GlobalState, Pipelines) {
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("processor_tick");
-    let sizes: &[usize] = if quick() { &[1_000] } else { &[1_000, 10_000, 100_000] };
+    let sizes: &[usize] = if quick() {
+        &[1_000]
+    } else {
+        &[1_000, 10_000, 100_000]
+    };
     for &tables in sizes {
         let (s, mut pipelines) = state(tables, 0);
         let mut pm = ProcessorManager::new(CaptureId::new("me"), ProcessorConfig::default());
         let mut now = 1_000u64;
-        pm.tick(&s, &ProcessorInput { now_ms: now, tables: &pipelines });
+        pm.tick(
+            &s,
+            &ProcessorInput {
+                now_ms: now,
+                tables: &pipelines,
+            },
+        );
         g.bench_with_input(BenchmarkId::new("steady", tables), &tables, |b, _| {
             b.iter(|| {
                 now += 100;
@@ -69,17 +107,35 @@ fn bench(c: &mut Criterion) {
                     p.checkpoint_ts = Ts(START + now);
                     p.resolved_ts = Ts(START + now);
                 }
-                pm.tick(&s, &ProcessorInput { now_ms: now, tables: &pipelines })
+                pm.tick(
+                    &s,
+                    &ProcessorInput {
+                        now_ms: now,
+                        tables: &pipelines,
+                    },
+                )
             })
         });
         let (s, pipelines) = state(tables, 1_000);
-        g.bench_with_input(BenchmarkId::new("burst_1000_adds", tables), &tables, |b, _| {
-            b.iter_batched(
-                || ProcessorManager::new(CaptureId::new("me"), ProcessorConfig::default()),
-                |mut pm| pm.tick(&s, &ProcessorInput { now_ms: 2_000, tables: &pipelines }),
-                criterion::BatchSize::LargeInput,
-            )
-        });
+        g.bench_with_input(
+            BenchmarkId::new("burst_1000_adds", tables),
+            &tables,
+            |b, _| {
+                b.iter_batched(
+                    || ProcessorManager::new(CaptureId::new("me"), ProcessorConfig::default()),
+                    |mut pm| {
+                        pm.tick(
+                            &s,
+                            &ProcessorInput {
+                                now_ms: 2_000,
+                                tables: &pipelines,
+                            },
+                        )
+                    },
+                    criterion::BatchSize::LargeInput,
+                )
+            },
+        );
     }
     g.finish();
 }

@@ -4,6 +4,9 @@
 //!
 //! `cargo bench --bench snapshot_apply`; quick smoke: `cargo bench --bench snapshot_apply -- --quick`.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rcdc_state::GlobalState;
 
@@ -83,5 +86,35 @@ fn bench_apply(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_apply);
+/// Resident memory of this process in bytes (Linux `/proc/self/statm`), 0 if unknown.
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// Snapshot memory per table at each tier (target ≤ 1 KiB): the RSS growth from building
+/// the tier's steady state, divided by its tables. Printed, not timed.
+fn memory_per_table(_: &mut Criterion) {
+    for tier in common::tiers() {
+        let before = rss_bytes();
+        let (state, keys) = common::steady(tier);
+        let after = rss_bytes();
+        let per_table = after.saturating_sub(before) as f64 / tier.tables as f64;
+        println!(
+            "snapshot memory, tier {} ({} captures, {} changefeeds, {} tables, {} task positions): {:.0} bytes/table (RSS +{} MiB)",
+            tier.name,
+            tier.captures,
+            tier.changefeeds,
+            tier.tables,
+            keys.len(),
+            per_table,
+            after.saturating_sub(before) >> 20
+        );
+        drop(state);
+    }
+}
+
+criterion_group! { name = benches; config = common::criterion(); targets = bench_apply, memory_per_table }
 criterion_main!(benches);

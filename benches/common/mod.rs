@@ -16,9 +16,24 @@ pub struct Tier {
     pub tables: usize,
 }
 
-pub const S: Tier = Tier { name: "S", captures: 3, changefeeds: 10, tables: 1_000 };
-pub const M: Tier = Tier { name: "M", captures: 20, changefeeds: 1_000, tables: 100_000 };
-pub const L: Tier = Tier { name: "L", captures: 100, changefeeds: 10_000, tables: 1_000_000 };
+pub const S: Tier = Tier {
+    name: "S",
+    captures: 3,
+    changefeeds: 10,
+    tables: 1_000,
+};
+pub const M: Tier = Tier {
+    name: "M",
+    captures: 20,
+    changefeeds: 1_000,
+    tables: 100_000,
+};
+pub const L: Tier = Tier {
+    name: "L",
+    captures: 100,
+    changefeeds: 10_000,
+    tables: 1_000_000,
+};
 
 /// `RCDC_BENCH_QUICK=1`: few samples, small tiers only (the CI smoke run).
 pub fn quick() -> bool {
@@ -61,7 +76,9 @@ pub fn capture(c: usize) -> String {
 /// Table ids of changefeed `f`: `per_cf` consecutive ids.
 pub fn tables_of(tier: Tier, f: usize) -> BTreeSet<TableId> {
     let per_cf = tier.tables / tier.changefeeds;
-    (0..per_cf).map(|t| TableId((f * per_cf + t + 1) as i64)).collect()
+    (0..per_cf)
+        .map(|t| TableId((f * per_cf + t + 1) as i64))
+        .collect()
 }
 
 pub fn position(ts: u64) -> Vec<u8> {
@@ -74,26 +91,50 @@ pub fn position(ts: u64) -> Vec<u8> {
 pub fn steady(tier: Tier) -> (GlobalState, Vec<String>) {
     let mut s = GlobalState::default();
     for c in 0..tier.captures {
-        let v = format!(r#"{{"id":"{}","address":"10.0.{}.{}:8300","version":"v5.1.0"}}"#, capture(c), c / 256, c % 256);
-        s.apply(&format!("/tidb/cdc/capture/{}", capture(c)), Some(v.as_bytes()));
+        let v = format!(
+            r#"{{"id":"{}","address":"10.0.{}.{}:8300","version":"v5.1.0"}}"#,
+            capture(c),
+            c / 256,
+            c % 256
+        );
+        s.apply(
+            &format!("/tidb/cdc/capture/{}", capture(c)),
+            Some(v.as_bytes()),
+        );
     }
     let mut position_keys = Vec::new();
     for f in 0..tier.changefeeds {
-        let info = format!(r#"{{"sink-uri":"blackhole://","start-ts":{START},"state":"normal","config":{{}}}}"#);
-        s.apply(&format!("/tidb/cdc/changefeed/info/{}", cf(f)), Some(info.as_bytes()));
-        let st = format!(r#"{{"resolved-ts":{0},"checkpoint-ts":{0},"admin-job-type":0}}"#, START + 1);
+        let info = format!(
+            r#"{{"sink-uri":"blackhole://","start-ts":{START},"state":"normal","config":{{}}}}"#
+        );
+        s.apply(
+            &format!("/tidb/cdc/changefeed/info/{}", cf(f)),
+            Some(info.as_bytes()),
+        );
+        let st = format!(
+            r#"{{"resolved-ts":{0},"checkpoint-ts":{0},"admin-job-type":0}}"#,
+            START + 1
+        );
         s.apply(&format!("/tidb/cdc/job/{}", cf(f)), Some(st.as_bytes()));
         let mut per_capture: Vec<Vec<String>> = vec![vec![]; tier.captures];
         for (i, t) in tables_of(tier, f).into_iter().enumerate() {
-            per_capture[(i + f) % tier.captures]
-                .push(format!(r#""{}":{{"start-ts":{START},"mark-table-id":0}}"#, t.0));
+            per_capture[(i + f) % tier.captures].push(format!(
+                r#""{}":{{"start-ts":{START},"mark-table-id":0}}"#,
+                t.0
+            ));
         }
         for (c, tables) in per_capture.into_iter().enumerate() {
             if tables.is_empty() {
                 continue;
             }
-            let status = format!(r#"{{"tables":{{{}}},"operation":null,"admin-job-type":0}}"#, tables.join(","));
-            s.apply(&format!("/tidb/cdc/task/status/{}/{}", capture(c), cf(f)), Some(status.as_bytes()));
+            let status = format!(
+                r#"{{"tables":{{{}}},"operation":null,"admin-job-type":0}}"#,
+                tables.join(",")
+            );
+            s.apply(
+                &format!("/tidb/cdc/task/status/{}/{}", capture(c), cf(f)),
+                Some(status.as_bytes()),
+            );
             let key = format!("/tidb/cdc/task/position/{}/{}", capture(c), cf(f));
             s.apply(&key, Some(&position(START + 1)));
             position_keys.push(key);
