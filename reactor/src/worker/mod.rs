@@ -503,3 +503,27 @@ impl<S: MetaStore, R: Reactor> EtcdWorker<S, R> {
 fn conflict_backoff(n: u32) -> Duration {
     Duration::from_millis((5u64 << n.min(6)).min(200))
 }
+
+/// Plans the txns that would commit `groups` over the keys of `listing`, as the worker does
+/// after a tick (patches applied to the cached values, compares, batching within `limits`);
+/// returns how many txns. For benchmarks: feature `testing`.
+#[cfg(feature = "testing")]
+pub fn plan_txns<P: crate::KeyPatch>(
+    listing: Vec<crate::store::KeyValue>,
+    groups: Vec<Group<P>>,
+    limits: &TxnLimits,
+) -> usize {
+    let mut raw = raw::RawCache::new("/__bench/delete-counter".into());
+    raw.replace_with(listing);
+    let mut pending: VecDeque<Group<P>> = groups.into();
+    let mut txns = 0;
+    while !pending.is_empty() {
+        let plan = commit::plan(&raw, &pending, limits, None);
+        if plan.consumed == 0 {
+            break;
+        }
+        pending.drain(..plan.consumed);
+        txns += usize::from(plan.txn.is_some());
+    }
+    txns
+}
