@@ -79,6 +79,7 @@ pub async fn run_table_pipeline(
     let mut sorter = Sorter::new(config.sorter_bytes, start_ts);
     let mut cursor = start_ts;
     let mut checkpoint = start_ts;
+    let mut counted = sink.rows_written();
     report(TablePipelineState::Starting, start_ts, start_ts);
     loop {
         let boundary = *stop_at.borrow();
@@ -106,6 +107,9 @@ pub async fn run_table_pipeline(
                 Ok(cp) => {
                     cursor = upto;
                     checkpoint = checkpoint.max(cp);
+                    let written = sink.rows_written();
+                    super::metrics::rows_flushed(key.0.as_str(), written.saturating_sub(counted));
+                    counted = written;
                     report(TablePipelineState::Running, sorter.resolved(), checkpoint);
                     continue; // catch up without waiting
                 }
