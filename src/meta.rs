@@ -297,7 +297,7 @@ pub fn go_time(unix_ms: u64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .unwrap_or_default()
         .with_timezone(&chrono::Local)
-        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)
+        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
 /// Reads a replica config from TiCDC's changefeed TOML (`cdc cli changefeed create --config`),

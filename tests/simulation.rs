@@ -4,7 +4,8 @@
 //! (`capture::run` with the real owner, processor manager, EtcdWorkers and table pipelines) on
 //! the in-process MVCC store (`MemStore`, its lease clock driven by virtual time), the
 //! deterministic `demo://` upstream, and an in-memory sink. A seeded schedule injects faults:
-//! capture crash (cut off from the store, a replacement started), lease expiry, failed and
+//! capture crash (cut off from the store, a replacement started), graceful stop (drain),
+//! lease expiry, failed and
 //! indeterminate txns, held/duplicated/broken watches, compaction, owner resign. Every 100 ms
 //! of virtual time the invariants are checked:
 //! - at most one capture acts as owner among those whose session is alive;
@@ -211,7 +212,7 @@ struct SimCapture {
     dead: Arc<AtomicBool>,
     status: tokio::sync::watch::Receiver<CaptureStatus>,
     owner: OwnerSlot,
-    _shutdown: tokio::sync::watch::Sender<bool>,
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 struct World {
@@ -288,7 +289,7 @@ impl World {
             dead,
             status,
             owner: owner_slot,
-            _shutdown: shutdown,
+            shutdown,
         });
     }
 
@@ -451,6 +452,25 @@ async fn inject(world: &mut World, rng: &mut StdRng) -> String {
                 }
             }
             "owner resigns".into()
+        }
+        8 => {
+            // A graceful stop (SIGTERM): the capture drains its tables, resigns and leaves.
+            let live: Vec<usize> = (0..world.captures.len())
+                .filter(|i| {
+                    !world.captures[*i].dead.load(Ordering::SeqCst)
+                        && !*world.captures[*i].shutdown.borrow()
+                })
+                .collect();
+            if live.len() > 1 {
+                let i = live[rng.gen_range(0..live.len())];
+                let _ = world.captures[i].shutdown.send(true);
+                world.spawn_capture();
+                return format!(
+                    "stop {} gracefully and start a replacement",
+                    world.captures[i].name
+                );
+            }
+            "nothing".into()
         }
         _ => "nothing".into(),
     }

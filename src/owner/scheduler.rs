@@ -277,12 +277,16 @@ impl TableScheduler {
         // 4. Unassigned tables: to the least-loaded live capture, ties by capture id.
         let mut by_load: BTreeSet<(usize, CaptureId)> =
             load.iter().map(|(c, n)| (*n, c.clone())).collect();
+        let mut unassigned = false;
         for table in current_tables {
             if holds.contains_key(table) {
                 continue;
             }
             let Some((n, capture)) = by_load.pop_first() else {
-                break; // no live capture: nothing can be scheduled
+                // No capture may take it (none alive, or all draining). The changefeed is
+                // not settled: its progress must not pass a table nobody replicates.
+                unassigned = true;
+                break;
             };
             plan.add(&capture, *table);
             holds.insert(*table, Hold::added(capture.clone()));
@@ -354,7 +358,7 @@ impl TableScheduler {
             self.last_check_ms = Some(now_ms);
         }
 
-        out.settled = !ops_in_flight && plan.group.is_empty();
+        out.settled = !ops_in_flight && plan.group.is_empty() && !unassigned;
         if !plan.group.is_empty() {
             out.groups.push(plan.group);
         }

@@ -431,3 +431,28 @@ fn a_quiet_tick_visits_nothing_and_a_position_change_visits_one_changefeed() {
     assert_eq!(c.visited, 1, "one changefeed's positions changed");
     assert_eq!(c.status(), Some((Ts(6_000), Ts(6_000))));
 }
+
+#[test]
+fn progress_never_passes_a_table_nobody_can_take() {
+    // Found by the demo's shutdown: every capture draining, one leaves; its tables cannot be
+    // re-dispatched, and the checkpoint must wait for them instead of skipping them.
+    let mut c = Cluster::new(&["a", "b"]);
+    c.run_until_settled(5_000, &[1, 2, 3, 4]);
+    assert_eq!(c.status(), Some((Ts(5_000), Ts(5_000))));
+    c.kv.insert(
+        "/tidb/cdc/capture/a".into(),
+        br#"{"id":"a","address":"a:8300","version":"v5.1.0","rcdc-draining":true}"#.to_vec(),
+    );
+    c.kv.remove("/tidb/cdc/capture/b"); // its session ended
+    for _ in 0..10 {
+        c.tick();
+        c.processors_ack(9_000); // a's own tables move on
+    }
+    let held: Vec<TableId> = c.holders().into_keys().collect();
+    assert!(held.len() < 4, "b's tables have nowhere to go: {held:?}");
+    assert_eq!(
+        c.status().map(|s| s.1),
+        Some(Ts(5_000)),
+        "checkpoint waits for the orphaned tables"
+    );
+}
