@@ -91,7 +91,15 @@ async fn server(flags: ServerFlags) -> anyhow::Result<()> {
         tz,
         config_json: resolved.to_json(),
         set_log_level,
-        record_dir: resolved.record_dir.clone(),
+        recording: rcdc::record::RecordingControl::new(rcdc::record::RecordingSettings {
+            enabled: resolved.record_dir.is_some(),
+            // Where the API turns recording on when --record was not given.
+            dir: resolved
+                .record_dir
+                .clone()
+                .or_else(|| resolved.data_dir.as_ref().map(|d| d.join("recordings"))),
+            ..Default::default()
+        }),
     };
     let (tx, rx) = tokio::sync::watch::channel(false);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -50,8 +50,8 @@ pub struct ServerConfig {
     pub config_json: serde_json::Value,
     /// Changes the log level at runtime (`POST /api/v1/log`).
     pub set_log_level: LogLevelSetter,
-    /// Record owner incarnations here (`--record`).
-    pub record_dir: Option<std::path::PathBuf>,
+    /// The recording switch (`--record DIR` turns it on at start; the API flips it).
+    pub recording: Arc<crate::record::RecordingControl>,
 }
 
 /// Why the server could not run.
@@ -95,14 +95,10 @@ pub async fn serve(
         processor: ProcessorConfig::default(),
         table: TablePipelineConfig::default(),
         owner_handle: owner_handle.clone(),
-        record: config
-            .record_dir
-            .clone()
-            .map(|dir| crate::capture::roles::RecordConfig {
-                dir,
-                cluster_prefix: config.cluster_prefix.clone(),
-                max_bytes: crate::record::DEFAULT_MAX_BYTES,
-            }),
+        record: Some(crate::capture::roles::RecordConfig {
+            control: config.recording.clone(),
+            cluster_prefix: config.cluster_prefix.clone(),
+        }),
     };
     let layout = KeyLayout::new(&config.cluster_prefix);
     let capture = CaptureConfig {
@@ -125,6 +121,7 @@ pub async fn serve(
         tz: config.tz,
         server_config: config.config_json.clone(),
         set_log_level: config.set_log_level.clone(),
+        recording: config.recording.clone(),
         clock,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))

@@ -253,9 +253,12 @@ impl World {
                 .record
                 .clone()
                 .map(|dir| rcdc::capture::roles::RecordConfig {
-                    dir,
+                    control: rcdc::record::RecordingControl::new(rcdc::record::RecordingSettings {
+                        enabled: true,
+                        dir: Some(dir),
+                        ..Default::default()
+                    }),
                     cluster_prefix: PREFIX.into(),
-                    max_bytes: rcdc::record::DEFAULT_MAX_BYTES,
                 }),
         };
         let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));

@@ -14,7 +14,7 @@ pub mod testing;
 pub mod worker;
 
 pub use reactor::{
-    Clock, DropReason, DroppedGroup, Group, KeyPatch, Reactor, ReactorState, SystemClock,
+    Clock, DropReason, DroppedGroup, Group, KeyPatch, RawKeys, Reactor, ReactorState, SystemClock,
     TickContext, TickOutput,
 };
 pub use worker::{

@@ -131,11 +131,28 @@ pub trait Reactor: Send + 'static {
     type Patch: KeyPatch;
     /// One decision step. Sans-IO: everything it may read is in `state` and `ctx`.
     fn tick(&mut self, state: &Self::State, ctx: &TickContext) -> TickOutput<Self::Patch>;
-    /// Sees each batch of updates the worker is about to apply to the state before a tick
-    /// (the initial load and resyncs included), in order: what a recording needs to rebuild
-    /// the state offline. The default ignores them.
-    fn observe_updates(&mut self, updates: &[(String, Option<Vec<u8>>)]) {
-        let _ = updates;
+    /// Called before every tick with the batch of updates the worker is about to apply to
+    /// the state (the initial load and resyncs included; possibly empty) and the raw keys
+    /// the state will reflect once they are applied: what a recording needs to rebuild the
+    /// state offline, from the first tick or from any later one. The default ignores them.
+    fn observe_updates(&mut self, updates: &[(String, Option<Vec<u8>>)], keys: &dyn RawKeys) {
+        let _ = (updates, keys);
+    }
+}
+
+/// Read access to the worker's raw copy of the watched keys (every key under the prefix
+/// except the delete counter, with its value bytes), in key order.
+pub trait RawKeys {
+    /// Calls `f` for each key and value.
+    fn for_each(&self, f: &mut dyn FnMut(&str, &[u8]));
+}
+
+/// A plain key map (tests, simulations, scripted recordings).
+impl RawKeys for std::collections::BTreeMap<String, Vec<u8>> {
+    fn for_each(&self, f: &mut dyn FnMut(&str, &[u8])) {
+        for (k, v) in self {
+            f(k, v);
+        }
     }
 }
 

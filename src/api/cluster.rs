@@ -75,6 +75,33 @@ pub async fn set_log_level(
     Ok(Json(json!({})))
 }
 
+/// `GET /debug/recording`: this capture's recording switch and the files being written.
+pub async fn recording_status(State(ctx): State<ApiContext>) -> Json<Value> {
+    Json(json!(ctx.recording.status()))
+}
+
+/// `PUT /debug/recording` with `{"enabled": true, "dir": "/optional/dir"}`: turns this
+/// capture's recording on or off; its reactors follow at their next tick. Not forwarded:
+/// each capture records its own reactors.
+pub async fn set_recording(
+    State(ctx): State<ApiContext>,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Req {
+        enabled: bool,
+        #[serde(default)]
+        dir: Option<std::path::PathBuf>,
+    }
+    let req: Req = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?;
+    ctx.recording
+        .set(req.enabled, req.dir)
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    Ok(Json(json!(ctx.recording.status())))
+}
+
 /// `GET /api/v1/captures`.
 pub async fn captures(State(ctx): State<ApiContext>) -> Result<Json<Vec<Value>>, ApiError> {
     let state = ctx.meta.load().await?;

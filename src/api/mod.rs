@@ -53,6 +53,8 @@ pub struct ApiContext {
     pub clock: Arc<dyn Clock>,
     /// For forwarding to the owner.
     pub http: reqwest::Client,
+    /// This capture's recording switch (`/debug/recording`).
+    pub recording: Arc<crate::record::RecordingControl>,
 }
 
 impl ApiContext {
@@ -100,6 +102,10 @@ pub fn router(ctx: ApiContext) -> Router {
         // v5 routes.
         .route("/status", get(cl::status_v5))
         .route("/debug/info", get(cl::debug_info))
+        .route(
+            "/debug/recording",
+            get(cl::recording_status).put(cl::set_recording),
+        )
         .route("/admin/log", post(legacy::admin_log))
         .route("/capture/owner/resign", post(legacy::resign))
         .route("/capture/owner/admin", post(legacy::admin))

@@ -11,7 +11,7 @@ use crate::owner::tick::{Owner, OwnerConfig};
 use crate::pipeline::table::TablePipelineConfig;
 use crate::processor::runtime::{supervise, PipelineFactory, ProcessorReactor};
 use crate::processor::{ProcessorConfig, ProcessorManager};
-use crate::record::Recorder;
+use crate::record::{Recording, RecordingControl, Role};
 
 /// Builds owner and processor reactors over one upstream seam and one pipeline factory.
 pub struct ClusterRoles {
@@ -27,19 +27,18 @@ pub struct ClusterRoles {
     pub table: TablePipelineConfig,
     /// The running owner's handle, for the HTTP API (empty while this capture is not owner).
     pub owner_handle: OwnerSlot,
-    /// Record each owner incarnation into this directory (`cdc server --record`).
+    /// Record the owner and processor-manager reactors while this switch is on (`cdc
+    /// server --record`, or the HTTP API); `None`: never.
     pub record: Option<RecordConfig>,
 }
 
-/// Where and how much to record.
+/// The recording switch and what the headers need.
 #[derive(Clone, Debug)]
 pub struct RecordConfig {
-    /// The directory.
-    pub dir: std::path::PathBuf,
+    /// The capture's switch.
+    pub control: Arc<RecordingControl>,
     /// The cluster prefix, written into the header.
     pub cluster_prefix: String,
-    /// Per-recording size limit.
-    pub max_bytes: u64,
 }
 
 /// Where the capture publishes its running owner's handle.
@@ -58,21 +57,13 @@ impl Roles for ClusterRoles {
             OwnerReactor::spawn(Owner::new(config.clone()), self.upstream.clone());
         *self.owner_handle.lock() = Some(handle);
         if let Some(rec) = &self.record {
-            match Recorder::create(
-                &rec.dir,
+            reactor = reactor.with_recording(Recording::new(
+                rec.control.clone(),
+                Role::Owner,
                 me.id.as_str(),
                 &rec.cluster_prefix,
                 &config,
-                rec.max_bytes,
-            ) {
-                Ok(r) => {
-                    tracing::info!(path = %r.path().display(), "recording the owner");
-                    reactor = reactor.with_recorder(r);
-                }
-                Err(e) => {
-                    tracing::warn!(dir = %rec.dir.display(), error = %e, "cannot record the owner")
-                }
-            }
+            ));
         }
         reactor
     }
@@ -86,10 +77,20 @@ impl Roles for ClusterRoles {
             progress.clone(),
             self.table.clone(),
         ));
-        ProcessorReactor::new(
+        let reactor = ProcessorReactor::new(
             ProcessorManager::new(me.id.clone(), self.processor.clone()),
             progress,
             tx,
-        )
+        );
+        match &self.record {
+            Some(rec) => reactor.with_recording(Recording::new(
+                rec.control.clone(),
+                Role::Processor,
+                me.id.as_str(),
+                &rec.cluster_prefix,
+                &self.processor,
+            )),
+            None => reactor,
+        }
     }
 }

@@ -14,7 +14,8 @@ use rcdc::state::KeyLayout;
 /// `cdc replay` arguments.
 #[derive(Args)]
 pub struct ReplayArgs {
-    /// A recording (`owner-*.ndjson`) or a directory of them (`cdc server --record DIR`).
+    /// A recording (`owner-*.ndjson`, `processor-*.ndjson`) or a directory of them (`cdc
+    /// server --record DIR`).
     #[arg(required_unless_present = "from_etcd")]
     path: Option<PathBuf>,
     /// Print each tick's decisions.
@@ -65,16 +66,18 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
         let dump: Option<&mut dyn std::io::Write> = if args.dump { Some(&mut lock) } else { None };
         let report = rcdc::record::replay::replay(&f, dump)?;
         drop(lock);
+        let role = report.role.map_or("?", |r| r.as_str());
+        let resumed = if report.resumed { ", resumed mid-life" } else { "" };
+        let ended = report
+            .ended
+            .as_deref()
+            .map(|r| format!(" (ended: {r})"))
+            .unwrap_or_default();
         println!(
-            "{}: {} ticks reproduced, {} updates applied{}",
+            "{}: {role}: {} ticks reproduced, {} updates applied{resumed}{ended}",
             f.display(),
             report.ticks,
             report.updates,
-            if report.truncated {
-                " (recording truncated at its size limit)"
-            } else {
-                ""
-            }
         );
     }
     Ok(())

@@ -11,7 +11,7 @@
 
 use rcdc_state::Ts;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 enum Known {
     Clear { safe: Ts },
     Pending { at: Ts },
@@ -35,7 +35,7 @@ pub enum DdlStep {
 }
 
 /// One changefeed's DDL barrier.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DdlBarrier {
     known: Known,
     fetching: bool,

@@ -79,7 +79,7 @@ pub struct FeedDecision {
 
 /// The state machine of one changefeed. Its memory (the backoff) lives in the owner; after
 /// an owner change the backoff starts again from the initial delay.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct FeedStateMachine {
     id: ChangefeedId,
     config: FeedStateConfig,

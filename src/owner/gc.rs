@@ -56,7 +56,7 @@ pub enum SafePointResult {
 }
 
 /// Tracks the safe point for the owner.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct GcManager {
     config: GcConfig,
     last_push_ms: Option<u64>,

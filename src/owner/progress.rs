@@ -56,7 +56,7 @@ pub fn compute(cf: &ChangefeedState, barrier_ts: Ts) -> Option<Progress> {
 }
 
 /// Decides when to write a changefeed's progress.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct ProgressWriter {
     id: ChangefeedId,
     flush_interval_ms: u64,

@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use rcdc_reactor::{Reactor, TickContext, TickOutput};
+use rcdc_reactor::{RawKeys, Reactor, TickContext, TickOutput};
 use rcdc_state::model::ChangeFeedInfo;
 use rcdc_state::{ChangefeedId, GlobalState, Patch, TableId, Ts};
 use tokio::sync::{mpsc, oneshot};
@@ -111,7 +111,7 @@ pub struct OwnerReactor {
     results: mpsc::UnboundedReceiver<OwnerEffectResult>,
     effects: mpsc::UnboundedSender<Effect>,
     metrics: OwnerMetrics,
-    recorder: Option<crate::record::Recorder>,
+    recording: Option<crate::record::Recording>,
 }
 
 impl OwnerReactor {
@@ -129,7 +129,7 @@ impl OwnerReactor {
                 results,
                 effects,
                 metrics: OwnerMetrics::default(),
-                recorder: None,
+                recording: None,
             },
             OwnerHandle(req_tx),
         )
@@ -137,9 +137,10 @@ impl OwnerReactor {
 }
 
 impl OwnerReactor {
-    /// Records every batch of updates and every tick (`cdc server --record`).
-    pub fn with_recorder(mut self, recorder: crate::record::Recorder) -> Self {
-        self.recorder = Some(recorder);
+    /// Records every batch of updates and every tick while the recording's switch is on
+    /// (`cdc server --record`, or the HTTP API).
+    pub fn with_recording(mut self, recording: crate::record::Recording) -> Self {
+        self.recording = Some(recording);
         self
     }
 }
@@ -148,9 +149,10 @@ impl Reactor for OwnerReactor {
     type State = GlobalState;
     type Patch = Patch;
 
-    fn observe_updates(&mut self, updates: &[(String, Option<Vec<u8>>)]) {
-        if let Some(r) = self.recorder.as_mut() {
-            r.updates(updates);
+    fn observe_updates(&mut self, updates: &[(String, Option<Vec<u8>>)], keys: &dyn RawKeys) {
+        if let Some(r) = self.recording.as_mut() {
+            let owner = &self.owner;
+            r.before_tick(updates, keys, &|| serde_json::to_value(owner));
         }
     }
 
@@ -174,8 +176,8 @@ impl Reactor for OwnerReactor {
             input.results.push(r);
         }
         let out = self.owner.tick(state, &input);
-        if let Some(r) = self.recorder.as_mut() {
-            r.tick(&input, &out);
+        if let Some(r) = self.recording.as_mut() {
+            r.after_tick(&input, &out);
         }
         // Answer each waiting caller: rejected requests with the owner's reason, the rest
         // accepted. Identical requests in one tick are matched in order.

@@ -110,7 +110,7 @@ pub struct ScheduleOutcome {
 /// The scheduler of one changefeed. Its memory is only the request queue and rebalance
 /// bookkeeping: everything about tables in flight is read back from etcd every tick, so a new
 /// instance (a new owner) continues where the old one stopped.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TableScheduler {
     changefeed: ChangefeedId,
     config: SchedulerConfig,

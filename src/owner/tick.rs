@@ -157,7 +157,7 @@ pub struct OwnerOutput {
 }
 
 /// Per-changefeed owner memory.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Feed {
     state: FeedStateMachine,
     scheduler: TableScheduler,
@@ -182,7 +182,7 @@ const SWEEP_ROUND_MS: u64 = 300_000;
 /// log), those with requests or effect results, those left with pending work by their last
 /// visit, and a slice of the background sweep. A changefeed where only progress reports
 /// changed, and which was settled, skips the scheduler.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Owner {
     config: OwnerConfig,
     feeds: BTreeMap<ChangefeedId, Feed>,

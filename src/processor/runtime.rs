@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use rcdc_reactor::{Reactor, TickContext, TickOutput};
+use rcdc_reactor::{RawKeys, Reactor, TickContext, TickOutput};
 use rcdc_state::model::ChangeFeedInfo;
 use rcdc_state::{ChangefeedId, GlobalState, Patch, TableId, Ts};
 use tokio::sync::{mpsc, watch};
@@ -26,6 +26,7 @@ use super::tick::{
     PipelineCommand, Pipelines, ProcessorInput, ProcessorManager, TablePipelineState, TableProgress,
 };
 use crate::pipeline::table::{run_table_pipeline, TablePipelineConfig, TableSource};
+use crate::record::processor::RecordedProcessorInput;
 use crate::sink::TableSink;
 
 /// Builds a table's source and sink from its changefeed's info.
@@ -61,6 +62,9 @@ pub struct ProcessorReactor {
     pipelines: Arc<Mutex<Pipelines>>,
     commands: mpsc::UnboundedSender<Command>,
     metrics: super::metrics::ProcessorMetrics,
+    recording: Option<crate::record::Recording>,
+    /// The pipeline reports as of the recording file's previous tick (ticks record deltas).
+    recorded: Pipelines,
 }
 
 impl ProcessorReactor {
@@ -75,13 +79,31 @@ impl ProcessorReactor {
             pipelines,
             commands,
             metrics: Default::default(),
+            recording: None,
+            recorded: Pipelines::new(),
         }
+    }
+
+    /// Records every batch of updates and every tick while the recording's switch is on
+    /// (`cdc server --record`, or the HTTP API).
+    pub fn with_recording(mut self, recording: crate::record::Recording) -> Self {
+        self.recording = Some(recording);
+        self
     }
 }
 
 impl Reactor for ProcessorReactor {
     type State = GlobalState;
     type Patch = Patch;
+
+    fn observe_updates(&mut self, updates: &[(String, Option<Vec<u8>>)], keys: &dyn RawKeys) {
+        if let Some(r) = self.recording.as_mut() {
+            let manager = &self.manager;
+            if r.before_tick(updates, keys, &|| serde_json::to_value(manager)) {
+                self.recorded.clear();
+            }
+        }
+    }
 
     fn tick(&mut self, state: &GlobalState, ctx: &TickContext) -> TickOutput<Patch> {
         // A copy, so the tick sees one consistent view while tasks keep reporting.
@@ -93,6 +115,15 @@ impl Reactor for ProcessorReactor {
                 tables: &tables,
             },
         );
+        if let Some(r) = self.recording.as_mut() {
+            if r.is_active() {
+                let input = RecordedProcessorInput::delta(ctx.now_ms, &self.recorded, &tables);
+                r.after_tick(&input, &out);
+                self.recorded = tables.clone();
+            } else {
+                r.after_tick(&(), &());
+            }
+        }
         for command in out.commands {
             let info = match &command {
                 PipelineCommand::Start { changefeed, .. } => {

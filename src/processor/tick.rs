@@ -42,7 +42,7 @@ pub const PROCESSOR_UNKNOWN_ERROR: &str = "CDC:ErrProcessorUnknown";
 /// An effect for the runtime that owns the table pipelines. Commands are ordered; the runtime
 /// executes them in order. `Cancel` of an unknown pipeline is a no-op, and `Start` of a table
 /// whose old pipeline is still being torn down replaces it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum PipelineCommand {
     /// Start replicating `table` with changes after `start_ts`.
     Start {
@@ -73,7 +73,7 @@ pub enum PipelineCommand {
 }
 
 /// The life of one table pipeline, as the runtime reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TablePipelineState {
     /// Started, no resolved event yet.
     Starting,
@@ -89,7 +89,7 @@ pub enum TablePipelineState {
 }
 
 /// One pipeline's progress, reported by the runtime.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TableProgress {
     /// Every change up to here is in the sorter.
     pub resolved_ts: Ts,
@@ -112,7 +112,7 @@ pub struct ProcessorInput<'a> {
 }
 
 /// What a tick decided.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ProcessorOutput {
     /// Patch groups to commit, one per changefeed with something to write.
     pub groups: Vec<PatchGroup>,
@@ -121,7 +121,7 @@ pub struct ProcessorOutput {
 }
 
 /// Tunables of the processor manager.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProcessorConfig {
     /// First delay before a failed processor is recreated.
     pub backoff_initial_ms: u64,
@@ -145,14 +145,14 @@ impl Default for ProcessorConfig {
 }
 
 /// A start command sent but not yet reflected in the runtime's report.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct PendingStart {
     start_ts: Ts,
     sent_ms: u64,
 }
 
 /// Memory of one changefeed's processor on this capture.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Processor {
     created_ms: u64,
     pending: BTreeMap<TableId, PendingStart>,
@@ -161,7 +161,7 @@ struct Processor {
     joined: BTreeSet<TableId>,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 struct Failure {
     count: u32,
     retry_at_ms: u64,
@@ -169,7 +169,7 @@ struct Failure {
 
 /// The processor manager of one capture (facts §6.1): one processor per changefeed that has
 /// work here.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct ProcessorManager {
     capture: CaptureId,
     config: ProcessorConfig,

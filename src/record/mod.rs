@@ -1,41 +1,80 @@
-//! Recordings of the owner reactor, for deterministic replay (target-design §9).
+//! Recordings of the owner and processor-manager reactors, for deterministic replay
+//! (target-design §9).
 //!
-//! A recording is one file per owner incarnation, `owner-<capture>-<n>.ndjson`, one JSON
-//! object per line (format `rcdc-recording`, version 1):
+//! A recording is a stream of files per reactor and capture, `<role>-<capture>-<n>.ndjson`
+//! (`role` is `owner` or `processor`; `n` grows), one JSON object per line (format
+//! `rcdc-recording`, version 2):
 //!
 //! ```text
-//! {"type":"header","format":"rcdc-recording","version":1,"role":"owner","capture":"…","cluster_prefix":"/tidb/cdc","owner_config":{…}}
+//! {"type":"header","format":"rcdc-recording","version":2,"role":"owner","capture":"…","cluster_prefix":"/tidb/cdc","config":{…}}
+//! {"type":"resume","memory":{…},"kvs":[{"key":"/tidb/cdc/…","value":"{…}"},…]}
 //! {"type":"updates","kvs":[{"key":"/tidb/cdc/…","value":"{…}"},{"key":"…","value":null}]}
-//! {"type":"tick","n":1,"input":{"now_ms":…,"requests":[…],"results":[…]},"output":{"groups":[…],"effects":[…],"rejected":[…],"visited":3}}
-//! {"type":"truncated","reason":"…"}
+//! {"type":"tick","n":1,"input":{…},"output":{…}}
+//! {"type":"end","reason":"…"}
 //! ```
 //!
-//! `updates` holds the batch the EtcdWorker applied to the snapshot before the next tick (the
-//! first one is the initial load; a `null` value is a delete; a value that is not UTF-8 is
-//! `{"hex":"…"}`). `tick` holds everything `Owner::tick` read besides the snapshot and
-//! everything it decided. Because the tick is pure, replaying the updates and inputs through
-//! a fresh `Owner` must reproduce every output exactly ([`replay`]).
+//! - `header`: the role and its configuration, enough to build a fresh reactor.
+//! - `resume` (only when the file starts after the reactor has already ticked: recording
+//!   turned on at runtime, or a rotation): the reactor's memory and every raw key as the
+//!   state will hold them once the next `updates` are applied. Replay materializes the keys,
+//!   starts a new change log, and then applies the `updates`, which gives exactly the state
+//!   and change log the live tick saw (applying a key is idempotent, and which changefeeds a
+//!   key marks as changed depends on the key alone).
+//! - `updates`: the batch the EtcdWorker applied before the next tick (without `resume`, the
+//!   first one is the initial load). A `null` value is a delete; a value that is not UTF-8
+//!   is `{"hex":"…"}`.
+//! - `tick`: everything the tick read besides the snapshot, and everything it decided. The
+//!   owner's input is [`OwnerInput`](crate::owner::tick::OwnerInput) and output
+//!   [`OwnerOutput`](crate::owner::tick::OwnerOutput); the processor manager's input is the
+//!   clock plus the pipeline reports that changed since the file's previous tick
+//!   ([`processor::RecordedProcessorInput`]) and output
+//!   [`ProcessorOutput`](crate::processor::tick::ProcessorOutput).
+//! - `end`: why the file stops (turned off, rotated into the next file).
 //!
-//! Disk use is bounded: a recording stops (with a `truncated` line) at `max_bytes`; the next
-//! owner incarnation starts a new file.
+//! Because ticks are pure, replaying a file through a fresh or resumed reactor must reproduce
+//! every output exactly ([`replay`]). Each file stands alone. Disk use is bounded by rotation
+//! ([`control`]): a file that reaches its size limit ends and the next starts with a
+//! `resume`; the oldest files of a stream are deleted beyond the file count limit.
 
+pub mod control;
 pub mod dry_run;
+pub mod processor;
+mod recorder;
 pub mod replay;
-
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::owner::tick::{OwnerConfig, OwnerInput, OwnerOutput};
+pub use control::{Recording, RecordingControl, RecordingSettings, RecordingStatus};
+pub use recorder::Recorder;
 
 /// The format name in every header.
 pub const FORMAT: &str = "rcdc-recording";
 /// The format version this build writes and reads.
-pub const VERSION: u32 = 1;
-/// Default per-recording size limit.
-pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
+pub const VERSION: u32 = 2;
+/// Default size at which a recording file ends and the next begins.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+/// Default number of files kept per reactor and capture (older ones are deleted).
+pub const DEFAULT_MAX_FILES: usize = 4;
+
+/// Which reactor a recording is of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// `Owner::tick`.
+    Owner,
+    /// `ProcessorManager::tick`.
+    Processor,
+}
+
+impl Role {
+    /// The name used in file names and headers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Processor => "processor",
+        }
+    }
+}
 
 /// A recorded value: UTF-8 text as is, anything else hex-encoded.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,23 +121,30 @@ pub struct RecordedKv {
 }
 
 /// One line of a recording.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Line {
-    /// First line: what was recorded and how to rebuild the reactor.
+    /// First line: what was recorded and how to build the reactor.
     Header {
         /// [`FORMAT`].
         format: String,
         /// [`VERSION`].
         version: u32,
-        /// `owner`.
-        role: String,
+        /// Which reactor.
+        role: Role,
         /// The capture that ran it.
         capture: String,
         /// The cluster's key prefix.
         cluster_prefix: String,
-        /// The owner's configuration.
-        owner_config: OwnerConfig,
+        /// The reactor's configuration (`OwnerConfig` or `ProcessorConfig`).
+        config: serde_json::Value,
+    },
+    /// The file starts mid-life: the reactor's memory and the raw keys.
+    Resume {
+        /// The reactor (`Owner` or `ProcessorManager`) as it was before the next tick.
+        memory: serde_json::Value,
+        /// Every key, as the state holds them after the next `updates`.
+        kvs: Vec<RecordedKv>,
     },
     /// Updates applied before the next tick.
     Updates {
@@ -107,130 +153,18 @@ pub enum Line {
     },
     /// One tick's input and output.
     Tick {
-        /// Tick number, from 1.
+        /// Tick number within the file, from 1.
         n: u64,
         /// What it read besides the snapshot.
-        input: OwnerInput,
+        input: serde_json::Value,
         /// What it decided.
-        output: OwnerOutput,
+        output: serde_json::Value,
     },
-    /// The recording stopped here.
-    Truncated {
+    /// The file stops here.
+    End {
         /// Why.
         reason: String,
     },
-}
-
-/// Writes one owner recording.
-#[derive(Debug)]
-pub struct Recorder {
-    path: PathBuf,
-    out: Option<BufWriter<File>>,
-    written: u64,
-    max_bytes: u64,
-    ticks: u64,
-}
-
-impl Recorder {
-    /// Starts `owner-<capture>-<n>.ndjson` in `dir` (the first free `n`) with its header.
-    pub fn create(
-        dir: &Path,
-        capture: &str,
-        cluster_prefix: &str,
-        owner_config: &OwnerConfig,
-        max_bytes: u64,
-    ) -> std::io::Result<Self> {
-        std::fs::create_dir_all(dir)?;
-        let mut n = 1;
-        let path = loop {
-            let p = dir.join(format!("owner-{capture}-{n}.ndjson"));
-            if !p.exists() {
-                break p;
-            }
-            n += 1;
-        };
-        let file = File::create(&path)?;
-        let mut r = Self {
-            path,
-            out: Some(BufWriter::new(file)),
-            written: 0,
-            max_bytes,
-            ticks: 0,
-        };
-        r.write(&Line::Header {
-            format: FORMAT.into(),
-            version: VERSION,
-            role: "owner".into(),
-            capture: capture.into(),
-            cluster_prefix: cluster_prefix.into(),
-            owner_config: owner_config.clone(),
-        });
-        Ok(r)
-    }
-
-    /// Where it writes.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Records a batch of updates about to be applied.
-    pub fn updates(&mut self, updates: &[(String, Option<Vec<u8>>)]) {
-        let kvs = updates
-            .iter()
-            .map(|(k, v)| RecordedKv {
-                key: k.clone(),
-                value: v.as_deref().map(RecordedValue::of),
-            })
-            .collect();
-        self.write(&Line::Updates { kvs });
-    }
-
-    /// Records one tick and flushes, so a crash loses at most the tick in progress.
-    pub fn tick(&mut self, input: &OwnerInput, output: &OwnerOutput) {
-        self.ticks += 1;
-        let line = serde_json::json!({
-            "type": "tick",
-            "n": self.ticks,
-            "input": input,
-            "output": output,
-        });
-        self.write_value(&line);
-        if let Some(out) = self.out.as_mut() {
-            if let Err(e) = out.flush() {
-                self.fail(&e.to_string());
-            }
-        }
-    }
-
-    fn write(&mut self, line: &Line) {
-        match serde_json::to_value(line) {
-            Ok(v) => self.write_value(&v),
-            Err(e) => self.fail(&e.to_string()),
-        }
-    }
-
-    fn write_value(&mut self, v: &serde_json::Value) {
-        let Some(out) = self.out.as_mut() else { return };
-        let mut bytes = v.to_string().into_bytes();
-        bytes.push(b'\n');
-        if self.written + bytes.len() as u64 > self.max_bytes {
-            let end = serde_json::json!({"type": "truncated", "reason": format!("size limit {} bytes reached", self.max_bytes)});
-            let _ = writeln!(out, "{end}");
-            let _ = out.flush();
-            tracing::warn!(path = %self.path.display(), "recording stopped at its size limit");
-            self.out = None;
-            return;
-        }
-        self.written += bytes.len() as u64;
-        if let Err(e) = out.write_all(&bytes) {
-            self.fail(&e.to_string());
-        }
-    }
-
-    fn fail(&mut self, error: &str) {
-        tracing::warn!(path = %self.path.display(), error, "recording stopped: write failed");
-        self.out = None;
-    }
 }
 
 #[cfg(test)]

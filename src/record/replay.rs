@@ -1,12 +1,17 @@
-//! `cdc replay`: re-runs a recorded owner offline and checks every tick reproduces.
+//! `cdc replay`: re-runs a recorded owner or processor manager offline and checks every tick
+//! reproduces.
 
 use std::io::{BufRead, Write};
 use std::path::Path;
 
 use rcdc_state::{Edit, GlobalState, KeyLayout};
 
-use super::{Line, FORMAT, VERSION};
+use super::processor::RecordedProcessorInput;
+use super::{Line, RecordedKv, Role, FORMAT, VERSION};
 use crate::owner::tick::{Owner, OwnerEffect, OwnerInput, OwnerOutput};
+use crate::processor::tick::{
+    PipelineCommand, Pipelines, ProcessorInput, ProcessorManager, ProcessorOutput,
+};
 
 /// Why a replay failed.
 #[derive(Debug, thiserror::Error)]
@@ -50,8 +55,92 @@ pub struct ReplayReport {
     pub ticks: u64,
     /// Key updates applied.
     pub updates: u64,
-    /// The recording ended with a `truncated` line.
-    pub truncated: bool,
+    /// Which reactor it recorded.
+    pub role: Option<Role>,
+    /// It started mid-life (a `resume` line).
+    pub resumed: bool,
+    /// Why it ended, if it says so (an `end` line).
+    pub ended: Option<String>,
+}
+
+/// A reactor being replayed.
+enum Replayer {
+    Owner(Owner),
+    Processor {
+        manager: ProcessorManager,
+        pipelines: Pipelines,
+    },
+}
+
+impl Replayer {
+    fn fresh(role: Role, capture: &str, config: serde_json::Value) -> Result<Self, String> {
+        Ok(match role {
+            Role::Owner => Replayer::Owner(Owner::new(
+                serde_json::from_value(config).map_err(|e| format!("owner config: {e}"))?,
+            )),
+            Role::Processor => Replayer::Processor {
+                manager: ProcessorManager::new(
+                    capture.into(),
+                    serde_json::from_value(config)
+                        .map_err(|e| format!("processor config: {e}"))?,
+                ),
+                pipelines: Pipelines::new(),
+            },
+        })
+    }
+
+    fn resume(&mut self, memory: serde_json::Value) -> Result<(), String> {
+        match self {
+            Replayer::Owner(o) => {
+                *o = serde_json::from_value(memory).map_err(|e| format!("owner memory: {e}"))?
+            }
+            Replayer::Processor { manager, .. } => {
+                *manager = serde_json::from_value(memory)
+                    .map_err(|e| format!("processor memory: {e}"))?
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs tick `n` on `input`; returns the replayed output as JSON.
+    fn tick(
+        &mut self,
+        state: &GlobalState,
+        n: u64,
+        input: serde_json::Value,
+        dump: Option<&mut dyn Write>,
+    ) -> Result<serde_json::Value, String> {
+        let encode = |v: Result<serde_json::Value, serde_json::Error>| {
+            v.map_err(|e| format!("encoding the replayed output: {e}"))
+        };
+        match self {
+            Replayer::Owner(o) => {
+                let input: OwnerInput =
+                    serde_json::from_value(input).map_err(|e| format!("owner input: {e}"))?;
+                let out = o.tick(state, &input);
+                if let Some(w) = dump {
+                    let _ = write_decisions(w, n, &input, &out);
+                }
+                encode(serde_json::to_value(&out))
+            }
+            Replayer::Processor { manager, pipelines } => {
+                let input: RecordedProcessorInput =
+                    serde_json::from_value(input).map_err(|e| format!("processor input: {e}"))?;
+                input.apply_to(pipelines);
+                let out = manager.tick(
+                    state,
+                    &ProcessorInput {
+                        now_ms: input.now_ms,
+                        tables: pipelines,
+                    },
+                );
+                if let Some(w) = dump {
+                    let _ = write_processor_decisions(w, n, &input, &out);
+                }
+                encode(serde_json::to_value(&out))
+            }
+        }
+    }
 }
 
 /// Replays one recording; with `dump`, writes each tick's decisions there.
@@ -63,7 +152,7 @@ pub fn replay(path: &Path, mut dump: Option<&mut dyn Write>) -> Result<ReplayRep
     };
     let file = std::fs::File::open(path).map_err(io)?;
     let mut report = ReplayReport::default();
-    let mut owner: Option<(Owner, GlobalState)> = None;
+    let mut reactor: Option<(Replayer, GlobalState)> = None;
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line_no = i + 1;
         let text = line.map_err(io)?;
@@ -76,50 +165,60 @@ pub fn replay(path: &Path, mut dump: Option<&mut dyn Write>) -> Result<ReplayRep
             error,
         };
         let parsed: Line = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let started = |r: &mut Option<(Replayer, GlobalState)>, what: &str| {
+            r.take().ok_or_else(|| bad(format!("{what} before the header")))
+        };
         match parsed {
             Line::Header {
                 format,
                 version,
                 role,
+                capture,
                 cluster_prefix,
-                owner_config,
-                ..
+                config,
             } => {
-                if format != FORMAT || version != VERSION || role != "owner" {
+                if format != FORMAT || version != VERSION {
                     return Err(bad(format!(
-                        "unsupported recording {format} v{version} of role {role} (this build reads {FORMAT} v{VERSION}, owner)"
+                        "unsupported recording {format} v{version} (this build reads {FORMAT} v{VERSION})"
                     )));
                 }
-                owner = Some((
-                    Owner::new(owner_config),
+                if reactor.is_some() {
+                    return Err(bad("a second header".into()));
+                }
+                report.role = Some(role);
+                reactor = Some((
+                    Replayer::fresh(role, &capture, config).map_err(bad)?,
                     GlobalState::new(KeyLayout::new(&cluster_prefix)),
                 ));
             }
+            Line::Resume { memory, kvs } => {
+                let (mut r, mut state) = started(&mut reactor, "resume")?;
+                if report.ticks > 0 || report.updates > 0 {
+                    return Err(bad("resume after updates or ticks".into()));
+                }
+                r.resume(memory).map_err(bad)?;
+                for kv in &kvs {
+                    state.apply(&kv.key, Some(&value_of(kv).map_err(&bad)?.unwrap_or_default()));
+                }
+                // The live state's change log holds only what the next updates change.
+                state.clear_changes();
+                report.resumed = true;
+                reactor = Some((r, state));
+            }
             Line::Updates { kvs } => {
-                let (_, state) = owner
-                    .as_mut()
-                    .ok_or_else(|| bad("updates before the header".into()))?;
-                for kv in kvs {
-                    let value = match &kv.value {
-                        Some(v) => Some(
-                            v.bytes()
-                                .ok_or_else(|| bad(format!("bad hex value of {}", kv.key)))?,
-                        ),
-                        None => None,
-                    };
-                    state.apply(&kv.key, value.as_deref());
+                let (r, mut state) = started(&mut reactor, "updates")?;
+                for kv in &kvs {
+                    state.apply(&kv.key, value_of(kv).map_err(&bad)?.as_deref());
                     report.updates += 1;
                 }
+                reactor = Some((r, state));
             }
             Line::Tick { n, input, output } => {
-                let (o, state) = owner
-                    .as_mut()
-                    .ok_or_else(|| bad("a tick before the header".into()))?;
-                let replayed = o.tick(state, &input);
+                let (mut r, mut state) = started(&mut reactor, "a tick")?;
+                let replayed = r
+                    .tick(&state, n, input, dump.as_mut().map(|w| &mut **w as &mut dyn Write))
+                    .map_err(&bad)?;
                 state.clear_changes();
-                if let Some(w) = dump.as_deref_mut() {
-                    let _ = write_decisions(w, n, &input, &replayed);
-                }
                 let (want, got) = (to_pretty(&output), to_pretty(&replayed));
                 if want != got {
                     return Err(ReplayError::Diverged {
@@ -130,9 +229,10 @@ pub fn replay(path: &Path, mut dump: Option<&mut dyn Write>) -> Result<ReplayRep
                     });
                 }
                 report.ticks += 1;
+                reactor = Some((r, state));
             }
-            Line::Truncated { .. } => {
-                report.truncated = true;
+            Line::End { reason } => {
+                report.ended = Some(reason);
                 break;
             }
         }
@@ -140,7 +240,17 @@ pub fn replay(path: &Path, mut dump: Option<&mut dyn Write>) -> Result<ReplayRep
     Ok(report)
 }
 
-fn to_pretty(out: &OwnerOutput) -> String {
+fn value_of(kv: &RecordedKv) -> Result<Option<Vec<u8>>, String> {
+    match &kv.value {
+        Some(v) => v
+            .bytes()
+            .map(Some)
+            .ok_or_else(|| format!("bad hex value of {}", kv.key)),
+        None => Ok(None),
+    }
+}
+
+fn to_pretty(out: &serde_json::Value) -> String {
     serde_json::to_string_pretty(out).unwrap_or_else(|e| format!("<unserializable: {e}>"))
 }
 
@@ -222,4 +332,55 @@ fn describe(edit: &Edit) -> String {
         Edit::Put { .. } | Edit::Create { .. } => "written".into(),
         other => format!("{other:?}"),
     }
+}
+
+/// One processor tick in words: pipeline reports, commands, writes.
+pub fn write_processor_decisions(
+    w: &mut dyn Write,
+    n: u64,
+    input: &RecordedProcessorInput,
+    out: &ProcessorOutput,
+) -> std::io::Result<()> {
+    writeln!(
+        w,
+        "tick {n} at {} ms: {} pipeline report(s) changed, {} gone",
+        input.now_ms,
+        input.changed.len(),
+        input.gone.len()
+    )?;
+    for p in &input.changed {
+        writeln!(
+            w,
+            "  report   {}/{} {:?} resolved {} checkpoint {}",
+            p.changefeed, p.table, p.state, p.resolved_ts, p.checkpoint_ts
+        )?;
+    }
+    for g in &input.gone {
+        writeln!(w, "  report   {}/{} gone", g.changefeed, g.table)?;
+    }
+    for c in &out.commands {
+        let what = match c {
+            PipelineCommand::Start {
+                changefeed,
+                table,
+                start_ts,
+            } => format!("start {changefeed}/{table} after {start_ts}"),
+            PipelineCommand::StopAt {
+                changefeed,
+                table,
+                boundary_ts,
+            } => format!("stop {changefeed}/{table} once its checkpoint reaches {boundary_ts}"),
+            PipelineCommand::Cancel { changefeed, table } => {
+                format!("cancel {changefeed}/{table}")
+            }
+        };
+        writeln!(w, "  command  {what}")?;
+    }
+    for g in &out.groups {
+        writeln!(w, "  write    {}", g.label)?;
+        for p in &g.patches {
+            writeln!(w, "           {} {}", p.key, describe(&p.edit))?;
+        }
+    }
+    Ok(())
 }

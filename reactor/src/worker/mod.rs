@@ -351,9 +351,7 @@ impl<S: MetaStore, R: Reactor> EtcdWorker<S, R> {
 
     fn tick(&mut self) {
         let n = self.updates.len() as u64;
-        if n > 0 {
-            self.reactor.observe_updates(&self.updates);
-        }
+        self.reactor.observe_updates(&self.updates, &self.raw);
         for (key, value) in self.updates.drain(..) {
             self.state.update(&key, value.as_deref());
         }

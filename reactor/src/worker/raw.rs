@@ -34,6 +34,14 @@ pub(crate) struct RawCache {
 /// A change to hand to the reactor's state at the next tick.
 pub(crate) type Update = (String, Option<Vec<u8>>);
 
+impl crate::reactor::RawKeys for RawCache {
+    fn for_each(&self, f: &mut dyn FnMut(&str, &[u8])) {
+        for (k, e) in &self.entries {
+            f(k, &e.value);
+        }
+    }
+}
+
 impl RawCache {
     pub fn new(counter_key: String) -> Self {
         Self {
