@@ -20,7 +20,8 @@ use rcdc::owner::tick::{
     Owner, OwnerConfig, OwnerEffect, OwnerEffectResult, OwnerInput, OwnerRequest,
 };
 use rcdc::record::replay::replay;
-use rcdc::record::Recorder;
+use rcdc::record::{Recorder, Recording, RecordingControl, RecordingSettings, Role};
+use std::sync::Arc;
 use rcdc_state::model::{OperationStatus, TaskStatus};
 use rcdc_state::{GlobalState, PatchOutcome, TableId, Ts};
 
@@ -44,6 +45,16 @@ struct Sim {
     dir: PathBuf,
     name: String,
     incarnation: u32,
+    ticks: usize,
+    late: Option<Late>,
+}
+
+/// A second recording of the same run, switched on at tick `at` (as the HTTP API would):
+/// its first file starts mid-life with a `resume` line.
+struct Late {
+    control: Arc<RecordingControl>,
+    rec: Recording,
+    at: usize,
 }
 
 fn config() -> OwnerConfig {
@@ -56,8 +67,14 @@ fn config() -> OwnerConfig {
 
 impl Sim {
     fn new(dir: &Path, name: &str, captures: &[&str], tables: &[i64]) -> Self {
-        let rec = Recorder::create(dir, &format!("{name}-1"), "/tidb/cdc", &config(), u64::MAX)
-            .expect("recorder");
+        let rec = Recorder::create(
+            dir,
+            Role::Owner,
+            &format!("{name}-1"),
+            "/tidb/cdc",
+            &config(),
+        )
+        .expect("recorder");
         let mut s = Self {
             kv: BTreeMap::new(),
             seen: BTreeMap::new(),
@@ -73,6 +90,8 @@ impl Sim {
             dir: dir.to_owned(),
             name: name.into(),
             incarnation: 1,
+            ticks: 0,
+            late: None,
         };
         for c in captures {
             s.add_capture(c);
@@ -99,14 +118,19 @@ impl Sim {
     /// A new owner takes over: a fresh `Owner`, a new recording starting with every key.
     fn change_owner(&mut self) {
         self.incarnation += 1;
-        self.rec = Recorder::create(
+        let next = Recorder::create(
             &self.dir,
+            Role::Owner,
             &format!("{}-{}", self.name, self.incarnation),
             "/tidb/cdc",
             &config(),
-            u64::MAX,
         )
         .expect("recorder");
+        std::mem::replace(&mut self.rec, next).end("the owner changed");
+        if let Some(l) = self.late.as_mut() {
+            // A new owner incarnation: a new recording (the old one ends on drop).
+            l.rec = late_recording(&l.control, &self.name);
+        }
         self.owner = Owner::new(config());
         self.live = GlobalState::default();
         self.seen.clear();
@@ -129,6 +153,15 @@ impl Sim {
         if !batch.is_empty() {
             self.rec.updates(&batch);
         }
+        if let Some(l) = self.late.as_mut() {
+            if self.ticks == l.at {
+                l.control.set(true, None).expect("switch on");
+            }
+            let owner = &self.owner;
+            l.rec
+                .before_tick(&batch, &self.kv, &|| serde_json::to_value(owner));
+        }
+        self.ticks += 1;
         for (k, v) in &batch {
             self.live.apply(k, v.as_deref());
         }
@@ -140,6 +173,9 @@ impl Sim {
         };
         let out = self.owner.tick(&self.live, &input);
         self.rec.tick(&input, &out);
+        if let Some(l) = self.late.as_mut() {
+            l.rec.after_tick(&input, &out);
+        }
         self.live.clear_changes();
         for g in &out.groups {
             for p in &g.patches {
@@ -288,6 +324,53 @@ fn produce(dir: &Path) {
     for (name, captures, script) in scenarios() {
         let mut sim = Sim::new(dir, name, captures, &[1, 2, 3, 4]);
         script(&mut sim);
+    }
+}
+
+fn late_recording(control: &Arc<RecordingControl>, name: &str) -> Recording {
+    Recording::new(
+        control.clone(),
+        Role::Owner,
+        &format!("late-{name}"),
+        "/tidb/cdc",
+        &config(),
+    )
+}
+
+/// Every scenario, recorded a second time from a switch flipped mid-run, replays from its
+/// `resume` line: the owner's memory (scheduler, DDL barrier, GC, backoff, sweep) survives
+/// serialization exactly.
+#[test]
+fn recordings_switched_on_mid_run_resume_and_replay() {
+    // Every scenario runs at least 8 ticks before anything happens.
+    for at in [1, 3, 5, 7] {
+        let dir = tempfile::tempdir().expect("dir");
+        for (name, captures, script) in scenarios() {
+            let mut sim = Sim::new(dir.path(), name, captures, &[1, 2, 3, 4]);
+            let control = RecordingControl::new(RecordingSettings {
+                dir: Some(dir.path().join("late")),
+                ..Default::default()
+            });
+            sim.late = Some(Late {
+                rec: late_recording(&control, name),
+                control,
+                at,
+            });
+            script(&mut sim);
+        }
+        let mut resumed = 0;
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir.path().join("late"))
+            .expect("late recordings")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        files.sort();
+        assert!(files.len() >= scenarios().len(), "{files:?}");
+        for f in files {
+            let report = replay(&f, None).unwrap_or_else(|e| panic!("switched on at {at}: {e}"));
+            assert!(report.ticks > 0, "{}", f.display());
+            resumed += usize::from(report.resumed);
+        }
+        assert_eq!(resumed, scenarios().len(), "one resumed file per scenario (at {at})");
     }
 }
 

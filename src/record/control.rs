@@ -210,7 +210,7 @@ impl Recording {
             }
             (_, _, None) => {}
         }
-        if let Some(r) = self.current.as_mut() {
+        if let Some(r) = self.current.as_mut().filter(|_| !updates.is_empty()) {
             r.updates(updates);
         }
         self.check_failed();
