@@ -21,9 +21,9 @@ use rcdc::owner::tick::{
 };
 use rcdc::record::replay::replay;
 use rcdc::record::{Recorder, Recording, RecordingControl, RecordingSettings, Role};
-use std::sync::Arc;
 use rcdc_state::model::{OperationStatus, TaskStatus};
 use rcdc_state::{GlobalState, PatchOutcome, TableId, Ts};
+use std::sync::Arc;
 
 fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
@@ -370,7 +370,11 @@ fn recordings_switched_on_mid_run_resume_and_replay() {
             assert!(report.ticks > 0, "{}", f.display());
             resumed += usize::from(report.resumed);
         }
-        assert_eq!(resumed, scenarios().len(), "one resumed file per scenario (at {at})");
+        assert_eq!(
+            resumed,
+            scenarios().len(),
+            "one resumed file per scenario (at {at})"
+        );
     }
 }
 

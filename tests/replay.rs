@@ -198,15 +198,17 @@ async fn recordings_of_a_real_cluster_replay_exactly() {
         "replay failed:\n{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let reproduced: Vec<u64> = text
-        .lines()
-        .filter_map(|l| l.split(": ").nth(1)?.split(' ').next()?.parse().ok())
-        .collect();
+    let reproduced = reproduced(&text);
+    let count = |role: &str| reproduced.iter().filter(|(r, _)| r == role).count();
     assert!(
-        reproduced.len() >= 2,
+        count("owner") >= 2,
         "two owner incarnations recorded:\n{text}"
     );
-    assert!(reproduced.iter().all(|n| *n > 5), "{text}");
+    assert!(
+        count("processor") >= 3,
+        "every capture's processor manager:\n{text}"
+    );
+    assert!(reproduced.iter().all(|(_, n)| *n > 5), "{text}");
 
     // --dump names decisions.
     let out = Command::new(CDC)
@@ -224,8 +226,12 @@ async fn recordings_of_a_real_cluster_replay_exactly() {
     let file = std::fs::read_dir(&rec)
         .expect("dir")
         .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("owner-"))
+        })
         .find(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("checkpoint-ts")))
-        .expect("a recording with progress writes");
+        .expect("an owner recording with progress writes");
     let text = std::fs::read_to_string(&file).expect("read");
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
     let i = lines
@@ -245,5 +251,161 @@ async fn recordings_of_a_real_cluster_replay_exactly() {
             && err.contains("differs from the recording")
             && err.contains("+ "),
         "{err}"
+    );
+}
+
+/// `(role, ticks)` per line of `cdc replay` output (`<path>: <role>: <n> ticks reproduced…`).
+fn reproduced(text: &str) -> Vec<(String, u64)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut parts = l.split(": ");
+            let (_, role, rest) = (parts.next()?, parts.next()?, parts.next()?);
+            Some((role.to_owned(), rest.split(' ').next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Recording switched on and off through the HTTP API on a running capture: both reactors'
+/// files start mid-life (a `resume` line) and replay exactly; bad requests are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_turned_on_and_off_through_the_api_replays() {
+    let etcd = EtcdHarness::start().await;
+    let pd = etcd.client_url();
+    let dir = tempfile::tempdir().expect("dir");
+    let rec = dir.path().join("rec");
+    let port = free_port();
+    let log = std::fs::File::create(dir.path().join("capture.log")).expect("log");
+    let _server = Servers(vec![Command::new(CDC)
+        .args([
+            "server",
+            "--pd",
+            &pd,
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args([
+            "--cluster-prefix",
+            PREFIX,
+            "--upstream",
+            "demo://?tables=3&rows-per-second=50&retention=none",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("spawn cdc server")]);
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/debug/recording");
+    wait_until(DEADLINE, "the capture is the owner", || async {
+        match http
+            .get(format!("http://127.0.0.1:{port}/api/v1/status"))
+            .send()
+            .await
+        {
+            Ok(r) => r.json::<Value>().await.is_ok_and(|v| v["is_owner"] == true),
+            Err(_) => false,
+        }
+    })
+    .await;
+    let out = cli(
+        &pd,
+        &[
+            "changefeed",
+            "create",
+            "-c",
+            "rec",
+            "--sink-uri",
+            "blackhole://",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t0 = state(&pd).map(|s| s.1).unwrap_or(0);
+    wait_until(DEADLINE, "progress", || async {
+        state(&pd).is_some_and(|s| s.1 > t0)
+    })
+    .await;
+
+    // Bad requests: 400 with the TiCDC error shape, nothing changes.
+    for (body, says) in [
+        (r#"{"enabled":"yes"}"#, "invalid request body"),
+        (r#"{"enabled":true,"color":1}"#, "unknown field"),
+        (r#"{"enabled":true}"#, "no recording directory"),
+    ] {
+        let r = http.put(&url).body(body).send().await.expect("put");
+        assert_eq!(r.status(), 400, "{body}");
+        let v: Value = r.json().await.expect("json");
+        assert!(
+            v["error_msg"].as_str().is_some_and(|m| m.contains(says))
+                && v["error_code"].is_string(),
+            "{body}: {v}"
+        );
+    }
+    let v: Value = http
+        .get(&url)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(v["enabled"], false, "{v}");
+
+    let r = http
+        .put(&url)
+        .json(&serde_json::json!({"enabled": true, "dir": rec}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status(), 200);
+    wait_until(DEADLINE, "both reactors record", || async {
+        let v: Value = match http.get(&url).send().await {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => return false,
+        };
+        v["files"].as_array().is_some_and(|f| f.len() == 2)
+    })
+    .await;
+    let t1 = state(&pd).map(|s| s.1).unwrap_or(0);
+    wait_until(DEADLINE, "progress while recording", || async {
+        state(&pd).is_some_and(|s| s.1 > t1)
+    })
+    .await;
+    let r = http
+        .put(&url)
+        .body(r#"{"enabled":false}"#)
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status(), 200);
+    wait_until(DEADLINE, "both files end", || async {
+        let v: Value = match http.get(&url).send().await {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => return false,
+        };
+        v["files"].as_array().is_some_and(|f| f.is_empty())
+    })
+    .await;
+
+    let out = Command::new(CDC)
+        .args(["replay", &rec.to_string_lossy()])
+        .output()
+        .expect("replay");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "replay failed:\n{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut roles: Vec<String> = reproduced(&text).into_iter().map(|(r, _)| r).collect();
+    roles.sort();
+    assert_eq!(roles, ["owner", "processor"], "{text}");
+    assert_eq!(
+        text.matches("resumed mid-life (ended: recording turned off)")
+            .count(),
+        2,
+        "{text}"
     );
 }

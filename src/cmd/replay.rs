@@ -67,7 +67,11 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
         let report = rcdc::record::replay::replay(&f, dump)?;
         drop(lock);
         let role = report.role.map_or("?", |r| r.as_str());
-        let resumed = if report.resumed { ", resumed mid-life" } else { "" };
+        let resumed = if report.resumed {
+            ", resumed mid-life"
+        } else {
+            ""
+        };
         let ended = report
             .ended
             .as_deref()

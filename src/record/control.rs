@@ -194,7 +194,10 @@ impl Recording {
             (true, Some(dir), Some(cur)) if cur.written() >= settings.max_file_bytes => {
                 let old = cur.path().to_owned();
                 started = self.start(dir, &settings, keys, memory);
-                let next = self.current.as_ref().map(|r| r.path().display().to_string());
+                let next = self
+                    .current
+                    .as_ref()
+                    .map(|r| r.path().display().to_string());
                 cur.end(&format!(
                     "rotated at {} bytes; continues in {}",
                     settings.max_file_bytes,
@@ -243,7 +246,11 @@ impl Recording {
         let mut rec = match created {
             Ok(r) => r,
             Err(e) => {
-                let error = format!("cannot record the {} in {}: {e}", self.role.as_str(), dir.display());
+                let error = format!(
+                    "cannot record the {} in {}: {e}",
+                    self.role.as_str(),
+                    dir.display()
+                );
                 tracing::warn!(%error, "recording turned off");
                 self.control.failed_to_start(error);
                 return false;
@@ -284,7 +291,12 @@ impl Recording {
     }
 
     fn check_failed(&mut self) {
-        if let Some(error) = self.current.as_ref().and_then(|r| r.failed()).map(str::to_owned) {
+        if let Some(error) = self
+            .current
+            .as_ref()
+            .and_then(|r| r.failed())
+            .map(str::to_owned)
+        {
             if let Some(r) = self.current.take() {
                 self.control.closed(r.path(), Some(error));
             }

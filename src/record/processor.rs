@@ -108,12 +108,24 @@ mod tests {
     fn a_delta_carries_exactly_what_changed_and_rebuilds_the_reports() {
         let cf = ChangefeedId::from("cf");
         let mut before = Pipelines::new();
-        before.insert((cf.clone(), TableId(1)), progress(10, TablePipelineState::Running));
-        before.insert((cf.clone(), TableId(2)), progress(10, TablePipelineState::Running));
-        before.insert((cf.clone(), TableId(3)), progress(10, TablePipelineState::Running));
+        before.insert(
+            (cf.clone(), TableId(1)),
+            progress(10, TablePipelineState::Running),
+        );
+        before.insert(
+            (cf.clone(), TableId(2)),
+            progress(10, TablePipelineState::Running),
+        );
+        before.insert(
+            (cf.clone(), TableId(3)),
+            progress(10, TablePipelineState::Running),
+        );
         let mut now = before.clone();
         now.remove(&(cf.clone(), TableId(1)));
-        now.insert((cf.clone(), TableId(2)), progress(12, TablePipelineState::Running));
+        now.insert(
+            (cf.clone(), TableId(2)),
+            progress(12, TablePipelineState::Running),
+        );
         now.insert(
             (cf.clone(), TableId(4)),
             progress(5, TablePipelineState::Failed("sink gone".into())),

@@ -81,8 +81,7 @@ impl Replayer {
             Role::Processor => Replayer::Processor {
                 manager: ProcessorManager::new(
                     capture.into(),
-                    serde_json::from_value(config)
-                        .map_err(|e| format!("processor config: {e}"))?,
+                    serde_json::from_value(config).map_err(|e| format!("processor config: {e}"))?,
                 ),
                 pipelines: Pipelines::new(),
             },
@@ -95,8 +94,8 @@ impl Replayer {
                 *o = serde_json::from_value(memory).map_err(|e| format!("owner memory: {e}"))?
             }
             Replayer::Processor { manager, .. } => {
-                *manager = serde_json::from_value(memory)
-                    .map_err(|e| format!("processor memory: {e}"))?
+                *manager =
+                    serde_json::from_value(memory).map_err(|e| format!("processor memory: {e}"))?
             }
         }
         Ok(())
@@ -166,7 +165,8 @@ pub fn replay(path: &Path, mut dump: Option<&mut dyn Write>) -> Result<ReplayRep
         };
         let parsed: Line = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
         let started = |r: &mut Option<(Replayer, GlobalState)>, what: &str| {
-            r.take().ok_or_else(|| bad(format!("{what} before the header")))
+            r.take()
+                .ok_or_else(|| bad(format!("{what} before the header")))
         };
         match parsed {
             Line::Header {
@@ -198,7 +198,10 @@ pub fn replay(path: &Path, mut dump: Option<&mut dyn Write>) -> Result<ReplayRep
                 }
                 r.resume(memory).map_err(bad)?;
                 for kv in &kvs {
-                    state.apply(&kv.key, Some(&value_of(kv).map_err(&bad)?.unwrap_or_default()));
+                    state.apply(
+                        &kv.key,
+                        Some(&value_of(kv).map_err(&bad)?.unwrap_or_default()),
+                    );
                 }
                 // The live state's change log holds only what the next updates change.
                 state.clear_changes();
@@ -216,7 +219,12 @@ pub fn replay(path: &Path, mut dump: Option<&mut dyn Write>) -> Result<ReplayRep
             Line::Tick { n, input, output } => {
                 let (mut r, mut state) = started(&mut reactor, "a tick")?;
                 let replayed = r
-                    .tick(&state, n, input, dump.as_mut().map(|w| &mut **w as &mut dyn Write))
+                    .tick(
+                        &state,
+                        n,
+                        input,
+                        dump.as_mut().map(|w| &mut **w as &mut dyn Write),
+                    )
                     .map_err(&bad)?;
                 state.clear_changes();
                 let (want, got) = (to_pretty(&output), to_pretty(&replayed));

@@ -9,8 +9,7 @@ use super::replay::replay;
 use super::*;
 use crate::owner::tick::{Owner, OwnerConfig, OwnerInput};
 use crate::processor::tick::{
-    Pipelines, ProcessorConfig, ProcessorInput, ProcessorManager, TablePipelineState,
-    TableProgress,
+    Pipelines, ProcessorConfig, ProcessorInput, ProcessorManager, TablePipelineState, TableProgress,
 };
 
 #[test]
@@ -91,7 +90,10 @@ fn an_owner_recording_replays_and_a_changed_output_is_caught() {
     )
     .unwrap();
     let err = replay(&v1, None).unwrap_err().to_string();
-    assert!(err.contains("unsupported recording rcdc-recording v1"), "{err}");
+    assert!(
+        err.contains("unsupported recording rcdc-recording v1"),
+        "{err}"
+    );
 }
 
 /// A capture holding table 1 of changefeed `cf`.
@@ -232,7 +234,11 @@ fn a_processor_recording_replays_its_commands_and_positions() {
     // Tamper with a recorded command: the replay points at it.
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains(r#""start_ts":90"#), "{text}");
-    std::fs::write(&path, text.replacen(r#""start_ts":90"#, r#""start_ts":91"#, 1)).unwrap();
+    std::fs::write(
+        &path,
+        text.replacen(r#""start_ts":90"#, r#""start_ts":91"#, 1),
+    )
+    .unwrap();
     let err = replay(&path, None).unwrap_err().to_string();
     assert!(
         err.contains("tick 2 (line 5) differs") && err.contains("-         \"start_ts\": 91"),
@@ -287,13 +293,19 @@ fn recording_turned_on_mid_run_resumes_and_rotation_keeps_every_file_replayable(
         if i + 1 == files.len() {
             assert_eq!(reason, "recording turned off");
         } else {
-            assert!(reason.starts_with("rotated at 1500 bytes; continues in"), "{reason}");
+            assert!(
+                reason.starts_with("rotated at 1500 bytes; continues in"),
+                "{reason}"
+            );
         }
         ticks += report.ticks;
     }
     assert!((2..30).contains(&ticks), "{ticks}");
     let status = control.status();
-    assert!(!status.settings.enabled && status.files.is_empty(), "{status:?}");
+    assert!(
+        !status.settings.enabled && status.files.is_empty(),
+        "{status:?}"
+    );
 
     // A directory that cannot be written turns recording off and says why.
     let blocked = dir.path().join("blocked");
@@ -303,11 +315,9 @@ fn recording_turned_on_mid_run_resumes_and_rotation_keeps_every_file_replayable(
     rec.before_tick(&[], &BTreeMap::new(), &|| Ok(serde_json::Value::Null));
     let status = control.status();
     assert!(!status.settings.enabled, "{status:?}");
-    assert!(
-        status
-            .last_error
-            .is_some_and(|e| e.contains("cannot record the owner") && e.contains("blocked")),
-    );
+    assert!(status
+        .last_error
+        .is_some_and(|e| e.contains("cannot record the owner") && e.contains("blocked")),);
 }
 
 proptest! {
