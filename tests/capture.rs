@@ -55,6 +55,72 @@ impl Roles for TestRoles {
     }
 }
 
+/// Both roles write the time their tick was given.
+struct ClockRoles;
+struct Stamp(String);
+
+impl Reactor for Stamp {
+    type State = GlobalState;
+    type Patch = Patch;
+    fn tick(&mut self, _: &GlobalState, ctx: &TickContext) -> TickOutput<Patch> {
+        let mut g = PatchGroup::new("stamp");
+        g.push(
+            self.0.clone(),
+            Edit::Put {
+                value: ctx.now_ms.to_string(),
+            },
+        );
+        TickOutput {
+            groups: vec![g.into()],
+            finished: false,
+        }
+    }
+}
+
+impl Roles for ClockRoles {
+    type Owner = Stamp;
+    type Processor = Stamp;
+    fn owner(&self, _: &CaptureInfo) -> Stamp {
+        Stamp(format!("{PREFIX}/meta/clock/owner"))
+    }
+    fn processor(&self, _: &CaptureInfo) -> Stamp {
+        Stamp(format!("{PREFIX}/meta/clock/processor"))
+    }
+}
+
+struct FixedClock;
+
+impl rcdc_reactor::Clock for FixedClock {
+    fn now_ms(&self) -> u64 {
+        1_234_567
+    }
+}
+
+/// Regression (found by the simulation): the capture loop once built its workers with the
+/// system clock, so ticks read wall time even when a clock was injected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_workers_tick_on_the_injected_clock() {
+    let etcd = EtcdHarness::start().await;
+    let store = etcd.store().await;
+    let _cap = start_with_clock(
+        etcd.endpoints(),
+        "clocked",
+        ClockRoles,
+        PREFIX,
+        TTL,
+        std::sync::Arc::new(FixedClock),
+    );
+    for role in ["owner", "processor"] {
+        let key = format!("{PREFIX}/meta/clock/{role}");
+        wait_until(DEADLINE, &format!("the {role} ticked"), || async {
+            get(&store, &key).await.is_some()
+        })
+        .await;
+        let kv = get(&store, &key).await.expect("stamp");
+        assert_eq!(kv.value, b"1234567", "the {role} read the injected clock");
+    }
+}
+
 async fn owned_by<S: MetaStore>(store: &S) -> Option<String> {
     get(store, &format!("{PREFIX}/meta/owned-by"))
         .await

@@ -321,6 +321,26 @@ pub fn start<R: rcdc::capture::run::Roles>(
     prefix: &str,
     ttl: Duration,
 ) -> TestCapture {
+    start_with_clock(
+        endpoints,
+        name,
+        roles,
+        prefix,
+        ttl,
+        Arc::new(rcdc_reactor::SystemClock),
+    )
+}
+
+/// [`start`] with an injected clock for both workers.
+#[allow(dead_code)]
+pub fn start_with_clock<R: rcdc::capture::run::Roles>(
+    endpoints: Vec<String>,
+    name: &'static str,
+    roles: R,
+    prefix: &str,
+    ttl: Duration,
+    clock: Arc<dyn rcdc_reactor::Clock>,
+) -> TestCapture {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -346,7 +366,7 @@ pub fn start<R: rcdc::capture::run::Roles>(
                 counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
             ))
         }),
-        clock: Arc::new(rcdc_reactor::SystemClock),
+        clock,
     };
     runtime.spawn(async move {
         let config_store = rcdc_reactor::store::etcd::EtcdStoreConfig {
