@@ -32,6 +32,13 @@ fn state(tables: usize, with_adds: usize) -> (GlobalState, Pipelines) {
             &format!("/tidb/cdc/changefeed/info/{}", cf(f)),
             Some(info.as_bytes()),
         );
+        // Without its status a changefeed is not active and the processor only cancels.
+        let status = format!(
+            r#"{{"resolved-ts":{},"checkpoint-ts":{},"admin-job-type":0}}"#,
+            START + 1,
+            START + 1
+        );
+        s.apply(&format!("/tidb/cdc/job/{}", cf(f)), Some(status.as_bytes()));
         let mut body: Vec<String> = (0..per_cf)
             .map(|t| {
                 format!(
@@ -92,12 +99,18 @@ fn bench(c: &mut Criterion) {
         let (s, mut pipelines) = state(tables, 0);
         let mut pm = ProcessorManager::new(CaptureId::new("me"), ProcessorConfig::default());
         let mut now = 1_000u64;
-        pm.tick(
+        let first = pm.tick(
             &s,
             &ProcessorInput {
                 now_ms: now,
                 tables: &pipelines,
             },
+        );
+        // Guard the scenario: a steady capture neither starts nor stops anything.
+        assert!(
+            first.commands.is_empty(),
+            "steady state issues commands: {:?}",
+            &first.commands[..first.commands.len().min(3)]
         );
         g.bench_with_input(BenchmarkId::new("steady", tables), &tables, |b, _| {
             b.iter(|| {
@@ -124,13 +137,15 @@ fn bench(c: &mut Criterion) {
                 b.iter_batched(
                     || ProcessorManager::new(CaptureId::new("me"), ProcessorConfig::default()),
                     |mut pm| {
-                        pm.tick(
+                        let out = pm.tick(
                             &s,
                             &ProcessorInput {
                                 now_ms: 2_000,
                                 tables: &pipelines,
                             },
-                        )
+                        );
+                        debug_assert_eq!(out.commands.len(), 1_000, "every add starts");
+                        out
                     },
                     criterion::BatchSize::LargeInput,
                 )

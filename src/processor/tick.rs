@@ -626,8 +626,12 @@ impl Run<'_> {
 
         let mut stray: Vec<TableId> = Vec::new();
         let mut covered = 0usize;
+        // Both sequences are in table order: walk them together instead of a map lookup
+        // per pipeline (the lookups were half of a steady tick at 100,000 tables).
+        let mut held_tables = held.keys().peekable();
         for (t, _) in self.live() {
-            if held.contains_key(&t) {
+            while held_tables.next_if(|h| **h < t).is_some() {}
+            if held_tables.peek() == Some(&&t) {
                 covered += 1;
             } else if !deleting(&t) {
                 stray.push(t);

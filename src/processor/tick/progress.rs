@@ -80,26 +80,34 @@ impl Run<'_> {
         }
     }
 
-    /// `{table: {workload: 1}}` for running pipelines, written only on change.
+    /// `{table: {workload: 1}}` for running pipelines, written only on change. The
+    /// comparison walks both sorted sequences without building the wanted map, which is
+    /// only built when it differs (a BTreeMap per changefeed per tick was most of a steady
+    /// tick's cost at 10,000 tables).
     pub(super) fn handle_workload(&mut self) {
-        let wanted: BTreeMap<TableId, u64> = self
-            .live()
-            .filter(|(_, prog)| prog.state == TablePipelineState::Running)
-            .map(|(t, _)| (t, 1))
-            .collect();
+        let running = || {
+            self.live()
+                .filter(|(_, prog)| prog.state == TablePipelineState::Running)
+                .map(|(t, _)| t)
+        };
         let capture = &self.manager.capture;
         let current = self.view.cf.workloads.get(capture);
         let same = match current {
-            None => wanted.is_empty(),
+            None => running().next().is_none(),
             Some(w) => {
-                w.0.len() == wanted.len()
-                    && w.0
-                        .iter()
-                        .zip(&wanted)
-                        .all(|((t, info), (wt, load))| t == wt && info.workload == *load)
+                let mut want = running();
+                let mut have = w.0.iter();
+                loop {
+                    match (want.next(), have.next()) {
+                        (None, None) => break true,
+                        (Some(t), Some((ht, info))) if t == *ht && info.workload == 1 => {}
+                        _ => break false,
+                    }
+                }
             }
         };
         if !same {
+            let wanted: BTreeMap<TableId, u64> = running().map(|t| (t, 1)).collect();
             let key = self.state.layout().task_workload(capture, self.id);
             self.group.push(
                 key,
