@@ -110,7 +110,7 @@ fn run(
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("owner_tick");
-    for tier in tiers() {
+    for tier in tiers().into_iter().chain([C1000X10]) {
         let (mut state, keys) = steady(tier);
         let (mut owner, mut now) = settled_owner(tier, &mut state);
         let mut walk = Walk::new(7);

@@ -35,6 +35,14 @@ pub const L: Tier = Tier {
     tables: 1_000_000,
 };
 
+/// Issue #3's quick measurement: 1,000 changefeeds over 10 captures (10 tables each).
+pub const C1000X10: Tier = Tier {
+    name: "1000cf_10cap",
+    captures: 10,
+    changefeeds: 1_000,
+    tables: 10_000,
+};
+
 /// `RCDC_BENCH_QUICK=1`: few samples, small tiers only (the CI smoke run).
 pub fn quick() -> bool {
     std::env::var_os("RCDC_BENCH_QUICK").is_some()
