@@ -117,7 +117,7 @@ impl Serialize for FilterConfig {
             m.serialize_entry("ignore-dbs", &r.ignore_dbs)?;
         }
         m.serialize_entry("ignore-txn-start-ts", &self.ignore_txn_start_ts)?;
-        for (k, v) in &self.extra {
+        for (k, v) in self.extra.iter() {
             // A known key smuggled into `extra` would be written twice; the typed field wins.
             let known = k == "rules" || k == "ignore-txn-start-ts";
             if !known && !MYSQL_RULE_KEYS.contains(&k.as_str()) {
@@ -131,14 +131,14 @@ impl Serialize for FilterConfig {
 impl<'de> Deserialize<'de> for FilterConfig {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         // Read the object whole, then split known from unknown keys in one ordered pass.
-        let all = Extra::deserialize(d)?;
+        let all = serde_json::Map::<String, Value>::deserialize(d)?;
         let mut out = FilterConfig {
             rules: None,
             mysql_replication_rules: None,
             ignore_txn_start_ts: None,
             extra: Extra::new(),
         };
-        let mut mysql = Extra::new();
+        let mut mysql = serde_json::Map::new();
         for (k, v) in all {
             match k.as_str() {
                 "rules" => out.rules = field(&k, v)?,

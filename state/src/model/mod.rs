@@ -45,6 +45,6 @@ pub use task::{
     WorkloadInfo, OPER_FLAG_MOVE_TABLE,
 };
 
-/// The JSON fields a stored struct does not know, in their original order, kept so that they
-/// are written back unchanged.
-pub type Extra = serde_json::Map<String, serde_json::Value>;
+mod extra;
+
+pub use extra::Extra;
