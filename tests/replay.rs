@@ -83,27 +83,7 @@ async fn recordings_of_a_real_cluster_replay_exactly() {
             == Some(3)
     })
     .await;
-    let out = cli(
-        &pd,
-        &[
-            "changefeed",
-            "create",
-            "-c",
-            "rec",
-            "--sink-uri",
-            "blackhole://",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let t0 = state(&pd).map(|s| s.1).unwrap_or(0);
-    wait_until(DEADLINE, "progress", || async {
-        state(&pd).is_some_and(|s| s.1 > t0)
-    })
-    .await;
+    create_and_see_progress(&pd).await;
     assert!(cli(&pd, &["changefeed", "pause", "-c", "rec"])
         .status
         .success());
@@ -254,6 +234,37 @@ async fn recordings_of_a_real_cluster_replay_exactly() {
     );
 }
 
+/// Creates changefeed `rec` (blackhole sink) and waits until its checkpoint moves.
+async fn create_and_see_progress(pd: &str) {
+    let out = cli(
+        pd,
+        &[
+            "changefeed",
+            "create",
+            "-c",
+            "rec",
+            "--sink-uri",
+            "blackhole://",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t0 = state(pd).map(|s| s.1).unwrap_or(0);
+    wait_until(DEADLINE, "progress", || async {
+        state(pd).is_some_and(|s| s.1 > t0)
+    })
+    .await;
+}
+
+/// How many files the capture's recording switch says are being written.
+async fn files_being_recorded(http: &reqwest::Client, url: &str) -> Option<usize> {
+    let v: Value = http.get(url).send().await.ok()?.json().await.ok()?;
+    v["files"].as_array().map(Vec::len)
+}
+
 /// `(role, ticks)` per line of `cdc replay` output (`<path>: <role>: <n> ticks reproduced…`).
 fn reproduced(text: &str) -> Vec<(String, u64)> {
     text.lines()
@@ -306,27 +317,7 @@ async fn recording_turned_on_and_off_through_the_api_replays() {
         }
     })
     .await;
-    let out = cli(
-        &pd,
-        &[
-            "changefeed",
-            "create",
-            "-c",
-            "rec",
-            "--sink-uri",
-            "blackhole://",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let t0 = state(&pd).map(|s| s.1).unwrap_or(0);
-    wait_until(DEADLINE, "progress", || async {
-        state(&pd).is_some_and(|s| s.1 > t0)
-    })
-    .await;
+    create_and_see_progress(&pd).await;
 
     // Bad requests: 400 with the TiCDC error shape, nothing changes.
     for (body, says) in [
@@ -361,11 +352,7 @@ async fn recording_turned_on_and_off_through_the_api_replays() {
         .expect("put");
     assert_eq!(r.status(), 200);
     wait_until(DEADLINE, "both reactors record", || async {
-        let v: Value = match http.get(&url).send().await {
-            Ok(r) => r.json().await.unwrap_or_default(),
-            Err(_) => return false,
-        };
-        v["files"].as_array().is_some_and(|f| f.len() == 2)
+        files_being_recorded(&http, &url).await == Some(2)
     })
     .await;
     let t1 = state(&pd).map(|s| s.1).unwrap_or(0);
@@ -381,11 +368,7 @@ async fn recording_turned_on_and_off_through_the_api_replays() {
         .expect("put");
     assert_eq!(r.status(), 200);
     wait_until(DEADLINE, "both files end", || async {
-        let v: Value = match http.get(&url).send().await {
-            Ok(r) => r.json().await.unwrap_or_default(),
-            Err(_) => return false,
-        };
-        v["files"].as_array().is_some_and(|f| f.is_empty())
+        files_being_recorded(&http, &url).await == Some(0)
     })
     .await;
 

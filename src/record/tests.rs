@@ -175,6 +175,16 @@ fn record_a_processor_run(
     outputs
 }
 
+fn processor_recording(control: &std::sync::Arc<RecordingControl>) -> Recording {
+    Recording::new(
+        control.clone(),
+        Role::Processor,
+        "cap",
+        "/tidb/cdc",
+        &ProcessorConfig::default(),
+    )
+}
+
 fn on(dir: &Path) -> std::sync::Arc<RecordingControl> {
     RecordingControl::new(RecordingSettings {
         enabled: true,
@@ -187,13 +197,7 @@ fn on(dir: &Path) -> std::sync::Arc<RecordingControl> {
 fn a_processor_recording_replays_its_commands_and_positions() {
     let dir = tempfile::tempdir().unwrap();
     let control = on(dir.path());
-    let mut rec = Recording::new(
-        control.clone(),
-        Role::Processor,
-        "cap",
-        "/tidb/cdc",
-        &ProcessorConfig::default(),
-    );
+    let mut rec = processor_recording(&control);
     let running = |resolved: u64, state| TableProgress {
         resolved_ts: Ts(resolved),
         checkpoint_ts: Ts(resolved - 5),
@@ -259,13 +263,7 @@ fn recording_turned_on_mid_run_resumes_and_rotation_keeps_every_file_replayable(
         Err(control::RecordingError::NoDirectory)
     );
     control.set(false, Some(dir.path().to_owned())).unwrap();
-    let mut rec = Recording::new(
-        control.clone(),
-        Role::Processor,
-        "cap",
-        "/tidb/cdc",
-        &ProcessorConfig::default(),
-    );
+    let mut rec = processor_recording(&control);
     let reports: Vec<_> = (0..40)
         .map(|i| {
             Some(TableProgress {
