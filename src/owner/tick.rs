@@ -21,6 +21,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use itertools::{EitherOrBoth, Itertools};
 use rcdc_state::model::{CaptureInfo, FeedState};
 use rcdc_state::patch::StatusEdit;
 use rcdc_state::{
@@ -296,9 +297,8 @@ impl Owner {
                 self.settled.remove(&id);
                 continue;
             }
-            let preflight = preflight(state, &id, cf);
-            if !preflight.is_empty() {
-                out.groups.push(preflight);
+            if let Some(repair) = preflight(state, &id, cf) {
+                out.groups.push(repair);
                 self.awake.insert(id);
                 continue;
             }
@@ -551,13 +551,18 @@ fn result_changefeed(r: &OwnerEffectResult) -> Option<&ChangefeedId> {
     }
 }
 
-/// Metadata repair before any decision (facts §4.7).
-fn preflight(state: &GlobalState, id: &ChangefeedId, cf: &ChangefeedState) -> PatchGroup {
+/// Metadata repair before any decision (facts §4.7); `None` when nothing needs repair (the
+/// common case, so the group and its label are only built when needed).
+fn preflight(state: &GlobalState, id: &ChangefeedId, cf: &ChangefeedState) -> Option<PatchGroup> {
     let layout = state.layout();
-    let mut g = PatchGroup::new(format!("changefeed/{id}/preflight"));
+    let mut g: Option<PatchGroup> = None;
+    let mut push = |key: String, edit: Edit| {
+        g.get_or_insert_with(|| PatchGroup::new(format!("changefeed/{id}/preflight")))
+            .push(key, edit);
+    };
     if let (None, Some(info)) = (&cf.status, &cf.info) {
         let start = info.start_ts().prev();
-        g.push(
+        push(
             layout.status(id),
             Edit::ChangefeedStatus(StatusEdit::Advance {
                 resolved_ts: start,
@@ -565,15 +570,28 @@ fn preflight(state: &GlobalState, id: &ChangefeedId, cf: &ChangefeedState) -> Pa
             }),
         );
     }
-    let gone = |c: &CaptureId| !state.captures().contains_key(c);
-    for c in cf.task_statuses.keys().filter(|c| gone(c)) {
-        g.push(layout.task_status(c, id), Edit::Delete);
+    // Task keys of captures that are gone. Both sides are in capture order, so one walk
+    // finds them (a lookup per task key was a large part of a visit at 100 captures).
+    let live = state.captures();
+    fn gone<'a, V, L>(
+        keys: &'a BTreeMap<CaptureId, V>,
+        live: &'a BTreeMap<CaptureId, L>,
+    ) -> impl Iterator<Item = &'a CaptureId> + 'a {
+        keys.keys()
+            .merge_join_by(live.keys(), |a, b| a.cmp(b))
+            .filter_map(|e| match e {
+                EitherOrBoth::Left(c) => Some(c),
+                _ => None,
+            })
     }
-    for c in cf.task_positions.keys().filter(|c| gone(c)) {
-        g.push(layout.task_position(c, id), Edit::Delete);
+    for c in gone(&cf.task_statuses, live) {
+        push(layout.task_status(c, id), Edit::Delete);
     }
-    for c in cf.workloads.keys().filter(|c| gone(c)) {
-        g.push(layout.task_workload(c, id), Edit::Delete);
+    for c in gone(&cf.task_positions, live) {
+        push(layout.task_position(c, id), Edit::Delete);
+    }
+    for c in gone(&cf.workloads, live) {
+        push(layout.task_workload(c, id), Edit::Delete);
     }
     g
 }

@@ -125,3 +125,67 @@ fn writes_only_on_change_and_at_most_once_per_flush_interval() {
     );
     assert!(w.tick(&layout, &c, moved, 1_200).is_some());
 }
+
+/// The definition `compute` implements with one ordered walk: a lookup per capture.
+fn compute_by_lookup(cf: &ChangefeedState, barrier_ts: Ts) -> Option<Progress> {
+    let mut resolved = barrier_ts;
+    for (capture, status) in &cf.task_statuses {
+        match cf.task_positions.get(capture) {
+            Some(p) => resolved = resolved.min(p.resolved_ts),
+            None if !status.is_empty() => return None,
+            None => {}
+        }
+        for op in status.operation.iter().flat_map(|ops| ops.values()) {
+            resolved = resolved.min(op.boundary_ts);
+        }
+    }
+    let mut checkpoint = resolved;
+    for (capture, p) in &cf.task_positions {
+        if cf.task_statuses.contains_key(capture) {
+            checkpoint = checkpoint.min(p.checkpoint_ts);
+        }
+    }
+    let stored = cf
+        .status
+        .as_ref()
+        .map(|s| s.checkpoint_ts)
+        .unwrap_or_default();
+    let checkpoint = checkpoint.max(stored);
+    Some(Progress {
+        resolved_ts: resolved.max(checkpoint),
+        checkpoint_ts: checkpoint,
+    })
+}
+
+proptest::proptest! {
+    #[test]
+    fn the_ordered_walk_equals_the_lookup_definition(
+        statuses in proptest::collection::btree_map(0u8..8, (proptest::bool::ANY, proptest::option::of(1u64..50)), 0..6),
+        positions in proptest::collection::btree_map(0u8..8, (1u64..60, 1u64..60), 0..6),
+        stored in 0u64..40,
+        barrier in 1u64..80,
+    ) {
+        let mut keys: Vec<(String, String)> = vec![(
+            "job/cf".into(),
+            format!(r#"{{"resolved-ts":{stored},"checkpoint-ts":{stored},"admin-job-type":0}}"#),
+        )];
+        for (c, (holds, op)) in &statuses {
+            let tables = if *holds { r#"{"1":{"start-ts":1,"mark-table-id":0}}"# } else { "{}" };
+            let ops = op.map_or("null".to_owned(), |b| {
+                format!(r#"{{"2":{{"delete":false,"boundary_ts":{b},"status":1}}}}"#)
+            });
+            keys.push((
+                format!("task/status/c{c}/cf"),
+                format!(r#"{{"tables":{tables},"operation":{ops},"admin-job-type":0}}"#),
+            ));
+        }
+        for (c, (cp, rs)) in &positions {
+            keys.push((format!("task/position/c{c}/cf"), pos(*cp, *rs)));
+        }
+        let refs: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let state = cf(&refs);
+        proptest::prop_assert_eq!(state.task_statuses.len(), statuses.len());
+        proptest::prop_assert_eq!(state.task_positions.len(), positions.len());
+        proptest::prop_assert_eq!(compute(&state, Ts(barrier)), compute_by_lookup(&state, Ts(barrier)));
+    }
+}
