@@ -189,7 +189,10 @@ pub struct Owner {
     feeds: BTreeMap<ChangefeedId, Feed>,
     gc: GcManager,
     /// Changefeeds whose last visit left work pending.
-    awake: BTreeSet<ChangefeedId>,
+    /// Value: whether the next visit must be full (run the scheduler). A visit whose only
+    /// output was a progress write needs only a progress visit next: if the write is
+    /// dropped, recomputing progress rewrites it, and nothing the scheduler reads changed.
+    awake: BTreeMap<ChangefeedId, bool>,
     /// Changefeeds whose scheduler was settled at their last visit.
     settled: BTreeSet<ChangefeedId>,
     /// Where the sweep continues, and when it last ran.
@@ -207,7 +210,7 @@ impl Owner {
             config,
             feeds: BTreeMap::new(),
             gc,
-            awake: BTreeSet::new(),
+            awake: BTreeMap::new(),
             settled: BTreeSet::new(),
             sweep_after: None,
             last_sweep_ms: None,
@@ -268,8 +271,11 @@ impl Owner {
                     OwnerRequest::Admin(id, _) | OwnerRequest::Schedule(id, _) => id,
                 })
                 .chain(input.results.iter().filter_map(result_changefeed));
-            for id in touched.chain(self.awake.iter()) {
+            for id in touched {
                 visit.insert(id.clone(), true);
+            }
+            for (id, full) in &self.awake {
+                *visit.entry(id.clone()).or_insert(*full) |= *full;
             }
             for id in self.sweep(state, input.now_ms) {
                 visit.insert(id, true);
@@ -299,7 +305,7 @@ impl Owner {
             }
             if let Some(repair) = preflight(state, &id, cf) {
                 out.groups.push(repair);
-                self.awake.insert(id);
+                self.awake.insert(id, true);
                 continue;
             }
             let before = (out.groups.len(), out.effects.len());
@@ -309,13 +315,22 @@ impl Owner {
             } else {
                 self.settled.remove(&id);
             }
-            let emitted = (out.groups.len(), out.effects.len()) != before;
+            // A progress write is one group plus its sink-checkpoint effect, and is the only
+            // source of that effect.
+            let new_effects = &out.effects[before.1..];
+            let progress = new_effects
+                .iter()
+                .filter(|e| matches!(e, OwnerEffect::WriteSinkCheckpoint { .. }))
+                .count();
+            let other = out.groups.len() - before.0 > progress || new_effects.len() > progress;
             let idle = self
                 .feeds
                 .get(&id)
                 .is_none_or(|f| f.state.is_idle() && !f.progress.is_deferred());
-            if emitted || !idle || !settled {
-                self.awake.insert(id);
+            if other || !idle || !settled {
+                self.awake.insert(id, true);
+            } else if progress > 0 {
+                self.awake.entry(id).or_insert(false);
             }
         }
         if let Some(push) = self.gc.tick(state, input.now_ms) {
