@@ -115,11 +115,12 @@ impl Reactor for ProcessorReactor {
                 tables: &tables,
             },
         );
+        let mut recorded = false;
         if let Some(r) = self.recording.as_mut() {
-            if r.is_active() {
+            recorded = r.is_active();
+            if recorded {
                 let input = RecordedProcessorInput::delta(ctx.now_ms, &self.recorded, &tables);
                 r.after_tick(&input, &out);
-                self.recorded = tables.clone();
             } else {
                 r.after_tick(&(), &());
             }
@@ -136,6 +137,10 @@ impl Reactor for ProcessorReactor {
         }
         self.metrics
             .observe(self.manager.capture(), &tables, ctx.now_ms);
+        if recorded {
+            // The next recorded tick's delta is taken against this view.
+            self.recorded = tables;
+        }
         TickOutput {
             groups: out.groups.into_iter().map(Into::into).collect(),
             finished: false,
