@@ -168,16 +168,7 @@ async fn recordings_of_a_real_cluster_replay_exactly() {
     let (_, rev_after) = etcd.store().await.get_prefix("/").await.expect("read");
     assert_eq!(rev_after, rev_before, "the dry run wrote nothing");
 
-    let out = Command::new(CDC)
-        .args(["replay", &rec.to_string_lossy()])
-        .output()
-        .expect("replay");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "replay failed:\n{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = replay_ok(&rec);
     let reproduced = reproduced(&text);
     let count = |role: &str| reproduced.iter().filter(|(r, _)| r == role).count();
     assert!(
@@ -263,6 +254,21 @@ async fn create_and_see_progress(pd: &str) {
 async fn files_being_recorded(http: &reqwest::Client, url: &str) -> Option<usize> {
     let v: Value = http.get(url).send().await.ok()?.json().await.ok()?;
     v["files"].as_array().map(Vec::len)
+}
+
+/// Runs `cdc replay DIR`, asserts it reproduced everything, returns its output.
+fn replay_ok(dir: &std::path::Path) -> String {
+    let out = Command::new(CDC)
+        .args(["replay", &dir.to_string_lossy()])
+        .output()
+        .expect("replay");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "replay failed:\n{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
 }
 
 /// `(role, ticks)` per line of `cdc replay` output (`<path>: <role>: <n> ticks reproduced…`).
@@ -372,16 +378,7 @@ async fn recording_turned_on_and_off_through_the_api_replays() {
     })
     .await;
 
-    let out = Command::new(CDC)
-        .args(["replay", &rec.to_string_lossy()])
-        .output()
-        .expect("replay");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "replay failed:\n{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = replay_ok(&rec);
     let mut roles: Vec<String> = reproduced(&text).into_iter().map(|(r, _)| r).collect();
     roles.sort();
     assert_eq!(roles, ["owner", "processor"], "{text}");
