@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use common::*;
 use rcdc_reactor::store::{MetaStore, Txn, TxnOp};
-use rcdc_reactor::{DropReason, TickOutput, WorkerError, WorkerStats};
+use rcdc_reactor::{DropReason, GroupOutcome, TickOutput, WorkerError, WorkerStats};
 use rcdc_state::Revision;
 
 /// §4.1: the first tick sees the loaded snapshot; later external writes reach the state.
@@ -216,9 +216,9 @@ async fn an_oversize_group_is_reported_by_name<S: MetaStore + Clone>(store: S, _
     let reported = shared(Vec::<String>::new());
     let r2 = reported.clone();
     let reactor = FnReactor::new(move |n, _s: &KvState, ctx| {
-        for d in &ctx.dropped {
-            if let DropReason::TooLarge(msg) = &d.reason {
-                r2.lock().push(format!("{}: {msg}", d.label));
+        for (index, reason) in ctx.dropped() {
+            if let DropReason::TooLarge(msg) = reason {
+                r2.lock().push(format!("group {index}: {msg}"));
             }
         }
         if n == 0 {
@@ -241,7 +241,7 @@ async fn an_oversize_group_is_reported_by_name<S: MetaStore + Clone>(store: S, _
     .await;
     let msg = reported.lock()[0].clone();
     assert!(
-        msg.starts_with("cleanup/cf-huge:") && msg.contains("\"cleanup/cf-huge\""),
+        msg.starts_with("group 0:") && msg.contains("\"cleanup/cf-huge\""),
         "{msg}"
     );
     let keys = list(&store, p).await;
@@ -252,6 +252,85 @@ async fn an_oversize_group_is_reported_by_name<S: MetaStore + Clone>(store: S, _
     w.stop().await.expect("clean stop");
 }
 on_both_backends!(an_oversize_group_is_reported_by_name);
+
+/// §3: the next tick learns the outcome of every group of the previous one, in order:
+/// committed, dropped by a precondition, nothing to write (committed), committed.
+async fn every_group_outcome_reaches_the_next_tick<S: MetaStore + Clone>(
+    store: S,
+    _f: &dyn Faults,
+) {
+    let p = "/t/outcomes/";
+    put(&store, &format!("{p}taken"), "x").await;
+    put(&store, &format!("{p}same"), "v").await;
+    let seen = shared(Vec::<Vec<GroupOutcome>>::new());
+    let s2 = seen.clone();
+    let reactor = FnReactor::new(move |n, _s: &KvState, ctx| {
+        s2.lock().push(ctx.previous.clone());
+        if n == 0 {
+            return out(vec![
+                group("a", vec![TestPatch::Put(format!("{p}a"), "1".into())]),
+                group(
+                    "b",
+                    vec![TestPatch::Create(format!("{p}taken"), "y".into())],
+                ),
+                group("c", vec![TestPatch::Put(format!("{p}same"), "v".into())]),
+                group("d", vec![]),
+            ]);
+        }
+        TickOutput::default()
+    });
+    let w = spawn(store.clone(), reactor, KvState::default(), config(p));
+    wait_until(DEADLINE, "the second tick", || async {
+        seen.lock().len() >= 2
+    })
+    .await;
+    let reported = seen.lock()[1].clone();
+    assert_eq!(reported.len(), 4, "{reported:?}");
+    assert_eq!(reported[0], GroupOutcome::Committed);
+    assert!(
+        matches!(
+            &reported[1],
+            GroupOutcome::Dropped(DropReason::Precondition(_))
+        ),
+        "{reported:?}"
+    );
+    assert_eq!(reported[2], GroupOutcome::Committed, "a no-op group");
+    assert_eq!(reported[3], GroupOutcome::Committed, "an empty group");
+    assert!(seen.lock()[0].is_empty(), "the first tick has no previous");
+    w.stop().await.expect("clean stop");
+}
+on_both_backends!(every_group_outcome_reaches_the_next_tick);
+
+/// Issue #11 item 3: a delete counter written in a non-canonical form (`007`, garbage) by
+/// another tool must not make every txn conflict forever.
+async fn a_non_canonical_delete_counter_does_not_stall_commits<S: MetaStore + Clone>(
+    store: S,
+    _f: &dyn Faults,
+) {
+    let p = "/t/counter-form/";
+    put(&store, &format!("{p}meta/delete-counter"), "007").await;
+    put(&store, &format!("{p}old"), "x").await;
+    let reactor = FnReactor::new(move |n, _s: &KvState, _| match n {
+        0 => out(vec![group(
+            "del",
+            vec![TestPatch::Delete(format!("{p}old"))],
+        )]),
+        1 => out(vec![group(
+            "put",
+            vec![TestPatch::Put(format!("{p}new"), "1".into())],
+        )]),
+        _ => TickOutput::default(),
+    });
+    let w = spawn(store.clone(), reactor, KvState::default(), config(p));
+    wait_until(DEADLINE, "both writes land", || async {
+        get(&store, &format!("{p}new")).await.is_some()
+            && get(&store, &format!("{p}old")).await.is_none()
+    })
+    .await;
+    assert_eq!(WorkerStats::get(&w.stats.conflicts), 0);
+    w.stop().await.expect("clean stop");
+}
+on_both_backends!(a_non_canonical_delete_counter_does_not_stall_commits);
 
 /// §4.6: a watch whose start revision was compacted makes the worker re-list and converge.
 async fn a_compacted_watch_resyncs<S: MetaStore + Clone>(store: S, _f: &dyn Faults) {

@@ -14,7 +14,7 @@ pub mod testing;
 pub mod worker;
 
 pub use reactor::{
-    Clock, DropReason, DroppedGroup, Group, KeyPatch, RawKeys, Reactor, ReactorState, SystemClock,
+    Clock, DropReason, Group, GroupOutcome, KeyPatch, RawKeys, Reactor, ReactorState, SystemClock,
     TickContext, TickOutput,
 };
 pub use worker::{

@@ -80,18 +80,44 @@ pub enum DropReason {
     Precondition(PatchError),
     /// The group alone is over etcd's per-txn limits; it can never commit as it is.
     TooLarge(String),
+    /// The store refused the txn (for example a server whose request limits are lower than
+    /// ours); nothing was applied.
+    Rejected(String),
     /// The txn's outcome is unknown (timeout or broken connection after sending); the state
     /// was re-read, so the next tick sees whether it landed.
     Indeterminate(String),
 }
 
-/// A group the worker did not commit, reported to the next tick.
+impl DropReason {
+    /// A short name for logs and metric labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DropReason::Precondition(_) => "precondition",
+            DropReason::TooLarge(_) => "too_large",
+            DropReason::Rejected(_) => "rejected",
+            DropReason::Indeterminate(_) => "indeterminate",
+        }
+    }
+}
+
+impl std::fmt::Display for DropReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DropReason::Precondition(e) => write!(f, "{e}"),
+            DropReason::TooLarge(m) => write!(f, "too large: {m}"),
+            DropReason::Rejected(m) => write!(f, "rejected by the store: {m}"),
+            DropReason::Indeterminate(m) => write!(f, "outcome unknown: {m}"),
+        }
+    }
+}
+
+/// What became of one group a tick returned (the commit acknowledgement, target-design §3).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DroppedGroup {
-    /// The group's label.
-    pub label: String,
-    /// Why.
-    pub reason: DropReason,
+pub enum GroupOutcome {
+    /// Committed (or had nothing to write: every patch found its value already in place).
+    Committed,
+    /// Not committed, and not retried by the worker: the reactor re-decides.
+    Dropped(DropReason),
 }
 
 /// What a tick may read besides the state.
@@ -101,8 +127,24 @@ pub struct TickContext {
     pub now_ms: u64,
     /// The store revision the state reflects.
     pub revision: Revision,
-    /// Groups of the previous ticks that were not committed, and why.
-    pub dropped: Vec<DroppedGroup>,
+    /// One outcome per group of the previous tick's output, in the same order. The worker
+    /// never ticks while groups are pending, so every group of the previous tick is settled
+    /// by the time the next one runs: a reactor can hold a one-shot input until the group
+    /// carrying its consequence is reported here.
+    pub previous: Vec<GroupOutcome>,
+}
+
+impl TickContext {
+    /// The previous tick's groups that did not commit, as (index in that output, why).
+    pub fn dropped(&self) -> impl Iterator<Item = (usize, &DropReason)> {
+        self.previous
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| match o {
+                GroupOutcome::Committed => None,
+                GroupOutcome::Dropped(r) => Some((i, r)),
+            })
+    }
 }
 
 /// What a tick returns.

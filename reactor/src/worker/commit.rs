@@ -2,7 +2,7 @@
 //!
 //! - Each touched key is compared on its **exact** cached mod revision (0 = must not exist).
 //! - A txn that deletes anything also bumps the delete counter, and every txn compares the
-//!   counter, so a delete and re-create between our read and our write is always detected.
+//!   counter's mod revision, so a delete and re-create between our read and our write is always detected.
 //! - With a fence (the owner's election key), every txn also compares that key's create
 //!   revision, so a deposed owner can never write.
 //! - Groups are packed in order while the txn stays within etcd's limits; one group that alone
@@ -10,12 +10,12 @@
 //! - The failure branch reads back every compared key, so a conflict tells the worker which
 //!   revision to wait for before re-applying the patches.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use rcdc_state::{PatchOutcome, Revision};
 
 use super::raw::RawCache;
-use crate::reactor::{DropReason, DroppedGroup, Group, KeyPatch};
+use crate::reactor::{DropReason, Group, KeyPatch};
 use crate::store::{Compare, CompareTarget, Txn, TxnOp, MAX_TXN_BYTES, MAX_TXN_OPS};
 
 /// The owner's fence: its election key and that key's create revision.
@@ -53,7 +53,9 @@ pub(crate) struct Plan {
     /// How many leading pending groups the plan covers (committed or dropped).
     pub consumed: usize,
     /// Groups dropped while planning, with their index in the pending queue.
-    pub dropped: Vec<(usize, DroppedGroup)>,
+    pub dropped: Vec<(usize, DropReason)>,
+    /// `dropped.len()`, kept apart so the caller can consume `dropped`.
+    pub dropped_count: usize,
 }
 
 #[derive(Debug)]
@@ -103,18 +105,18 @@ impl Batch {
 }
 
 /// Plans the next txn from the front of `pending`.
-pub(crate) fn plan<P: KeyPatch>(
+pub(crate) fn plan<'a, P: KeyPatch>(
     raw: &RawCache,
-    pending: &VecDeque<Group<P>>,
+    pending: impl IntoIterator<Item = &'a Group<P>>,
     limits: &TxnLimits,
     fence: Option<&Fence>,
 ) -> Plan {
     let mut plan = Plan::default();
     let mut batch = Batch::default();
-    for (index, group) in pending.iter().enumerate() {
+    for (index, group) in pending.into_iter().enumerate() {
         let mut drop = |reason| {
-            let label = group.label.clone();
-            plan.dropped.push((index, DroppedGroup { label, reason }));
+            plan.dropped.push((index, reason));
+            plan.dropped_count += 1;
             plan.consumed += 1;
         };
         let mut trial = batch.clone();
@@ -184,15 +186,12 @@ fn build_txn(raw: &RawCache, batch: Batch, fence: Option<&Fence>) -> PlannedTxn 
         });
         txn.failure.push(TxnOp::Get { key: key.clone() });
     }
-    txn.compares.push(match raw.counter.value {
-        Some(v) => Compare {
-            key: counter_key.clone(),
-            target: CompareTarget::Value(v.to_string().into_bytes()),
-        },
-        None => Compare {
-            key: counter_key.clone(),
-            target: CompareTarget::CreateRevision(Revision(0)),
-        },
+    // The counter is compared by its mod revision, never by re-rendering its value: a value
+    // written by someone else in another form (`007`, garbage) would otherwise fail every
+    // compare of every worker forever. An absent counter has mod revision 0.
+    txn.compares.push(Compare {
+        key: counter_key.clone(),
+        target: CompareTarget::ModRevision(raw.counter.mod_revision),
     });
     txn.failure.push(TxnOp::Get {
         key: counter_key.clone(),

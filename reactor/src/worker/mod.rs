@@ -17,7 +17,9 @@
 //!    last committed write (the barrier), so every tick sees its own writes.
 //! 3. Commits compare exact mod revisions plus the delete counter (see [`commit`]); a conflict
 //!    waits for the newer values to arrive on the watch and re-applies the same patches to
-//!    them; a patch whose precondition broke drops its group, reported to the next tick.
+//!    them; a patch whose precondition broke drops its group. The next tick learns the
+//!    outcome of every group of the previous one ([`TickContext::previous`]): that is how a
+//!    reactor acknowledges a decision only once it committed (target-design §3).
 //! 4. Groups are batched within etcd's limits; empty txns are never sent.
 //! 5. Ticks are rate-limited to one per `tick_interval`; updates in between are batched.
 //! 6. Transient store errors back off and resync (re-list, diff into the state); a compacted
@@ -46,7 +48,7 @@ use raw::{RawCache, Update};
 
 use crate::metrics::WorkerMetrics;
 use crate::reactor::{
-    Clock, DropReason, DroppedGroup, Group, Reactor, ReactorState, SystemClock, TickContext,
+    Clock, DropReason, Group, GroupOutcome, Reactor, ReactorState, SystemClock, TickContext,
 };
 use crate::store::{MetaStore, StoreError, Watch, WatchMessage};
 
@@ -152,14 +154,22 @@ pub struct EtcdWorker<S: MetaStore, R: Reactor> {
     barrier: Revision,
     barrier_since: Option<Instant>,
     updates: Vec<Update>,
-    pending: VecDeque<Group<R::Patch>>,
-    dropped: Vec<DroppedGroup>,
+    pending: VecDeque<Pending<R::Patch>>,
+    /// The outcome of each group of the last tick (`None` while still pending), reported to
+    /// the next tick as [`TickContext::previous`].
+    outcomes: Vec<Option<GroupOutcome>>,
     finished: bool,
     consecutive_conflicts: u32,
     /// After a conflict, do not re-apply before this instant.
     retry_at: Option<Instant>,
     stats: Arc<WorkerStats>,
     metrics: WorkerMetrics,
+}
+
+/// A group waiting to be committed, with its position in its tick's output.
+struct Pending<P> {
+    index: usize,
+    group: Group<P>,
 }
 
 enum Step {
@@ -185,7 +195,7 @@ impl<S: MetaStore, R: Reactor> EtcdWorker<S, R> {
             barrier_since: None,
             updates: Vec::new(),
             pending: VecDeque::new(),
-            dropped: Vec::new(),
+            outcomes: Vec::new(),
             finished: false,
             consecutive_conflicts: 0,
             retry_at: None,
@@ -357,10 +367,19 @@ impl<S: MetaStore, R: Reactor> EtcdWorker<S, R> {
         }
         self.stats.updates_applied.fetch_add(n, Ordering::Relaxed);
         self.metrics.updates_applied.inc_by(n);
+        // Every group of the previous tick is settled: no tick runs while any is pending.
+        let previous = std::mem::take(&mut self.outcomes)
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or_else(|| {
+                    GroupOutcome::Dropped(DropReason::Indeterminate("never sent".into()))
+                })
+            })
+            .collect();
         let ctx = TickContext {
             now_ms: self.clock.now_ms(),
             revision: self.revision,
-            dropped: std::mem::take(&mut self.dropped),
+            previous,
         };
         let started = Instant::now();
         let out = self.reactor.tick(&self.state, &ctx);
@@ -369,8 +388,16 @@ impl<S: MetaStore, R: Reactor> EtcdWorker<S, R> {
             .tick_duration
             .observe(started.elapsed().as_secs_f64());
         self.stats.ticks.fetch_add(1, Ordering::Relaxed);
-        self.pending
-            .extend(out.groups.into_iter().filter(|g| !g.patches.is_empty()));
+        self.outcomes = Vec::with_capacity(out.groups.len());
+        for (index, group) in out.groups.into_iter().enumerate() {
+            if group.patches.is_empty() {
+                // Nothing to write is trivially committed.
+                self.outcomes.push(Some(GroupOutcome::Committed));
+            } else {
+                self.outcomes.push(None);
+                self.pending.push_back(Pending { index, group });
+            }
+        }
         self.finished |= out.finished;
     }
 
@@ -378,21 +405,19 @@ impl<S: MetaStore, R: Reactor> EtcdWorker<S, R> {
     async fn commit_one(&mut self) -> Step {
         let plan = commit::plan(
             &self.raw,
-            &self.pending,
+            self.pending.iter().map(|p| &p.group),
             &self.config.limits,
             self.config.fence.as_ref(),
         );
         // Dropped groups stay dropped whatever happens to the txn.
-        for (index, d) in plan.dropped.iter().rev() {
-            tracing::warn!(role = %self.config.role, group = %d.label, reason = ?d.reason, "patch group dropped");
-            self.count_dropped(d);
-            self.pending.remove(*index);
+        for (position, reason) in plan.dropped.into_iter().rev() {
+            if let Some(p) = self.pending.remove(position) {
+                self.drop_group(p, reason);
+            }
         }
-        let consumed = plan.consumed - plan.dropped.len();
-        self.dropped
-            .extend(plan.dropped.into_iter().map(|(_, d)| d));
+        let consumed = plan.consumed - plan.dropped_count;
         let Some(planned) = plan.txn else {
-            self.pending.drain(..consumed);
+            self.settle_front(consumed);
             return Step::Continue;
         };
         let started = Instant::now();
@@ -407,7 +432,7 @@ impl<S: MetaStore, R: Reactor> EtcdWorker<S, R> {
                     .txn_ops
                     .observe(planned.txn.success.len() as f64);
                 self.stats.txns_committed.fetch_add(1, Ordering::Relaxed);
-                self.pending.drain(..consumed);
+                self.settle_front(consumed);
                 self.barrier = resp.revision;
                 self.consecutive_conflicts = 0;
                 Step::Continue
@@ -445,13 +470,8 @@ impl<S: MetaStore, R: Reactor> EtcdWorker<S, R> {
                 // the state is re-read and the reactor decides again (style lesson 4).
                 tracing::warn!(role = %self.config.role, error = %msg, "txn outcome unknown; dropping pending groups and resyncing");
                 let pending: Vec<_> = self.pending.drain(..).collect();
-                for g in pending {
-                    let d = DroppedGroup {
-                        label: g.label,
-                        reason: DropReason::Indeterminate(msg.clone()),
-                    };
-                    self.count_dropped(&d);
-                    self.dropped.push(d);
+                for p in pending {
+                    self.drop_group(p, DropReason::Indeterminate(msg.clone()));
                 }
                 self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
                 Step::Resync
@@ -462,13 +482,8 @@ impl<S: MetaStore, R: Reactor> EtcdWorker<S, R> {
                 if let StoreError::Rejected(msg) = &e {
                     // The server refused a txn we sized within the default limits: its limits
                     // are lower. Drop the front group rather than loop on it forever.
-                    if let Some(g) = self.pending.pop_front() {
-                        let d = DroppedGroup {
-                            label: g.label,
-                            reason: DropReason::TooLarge(msg.clone()),
-                        };
-                        self.count_dropped(&d);
-                        self.dropped.push(d);
+                    if let Some(p) = self.pending.pop_front() {
+                        self.drop_group(p, DropReason::Rejected(msg.clone()));
                     }
                 }
                 Step::Resync
@@ -476,17 +491,26 @@ impl<S: MetaStore, R: Reactor> EtcdWorker<S, R> {
         }
     }
 
-    fn count_dropped(&self, d: &DroppedGroup) {
+    /// The first `n` pending groups committed (or had nothing to write).
+    fn settle_front(&mut self, n: usize) {
+        for p in self.pending.drain(..n) {
+            if let Some(o) = self.outcomes.get_mut(p.index) {
+                *o = Some(GroupOutcome::Committed);
+            }
+        }
+    }
+
+    /// Records a group as dropped: logged, counted, reported to the next tick.
+    fn drop_group(&mut self, p: Pending<R::Patch>, reason: DropReason) {
+        tracing::warn!(role = %self.config.role, group = %p.group.label, %reason, "patch group dropped");
         self.stats.groups_dropped.fetch_add(1, Ordering::Relaxed);
-        let reason = match d.reason {
-            DropReason::Precondition(_) => "precondition",
-            DropReason::TooLarge(_) => "too_large",
-            DropReason::Indeterminate(_) => "indeterminate",
-        };
         self.metrics
             .dropped
-            .with_label_values(&[&self.config.role, reason])
+            .with_label_values(&[&self.config.role, reason.kind()])
             .inc();
+        if let Some(o) = self.outcomes.get_mut(p.index) {
+            *o = Some(GroupOutcome::Dropped(reason));
+        }
     }
 
     fn on_store_error(&self, what: &str, e: &StoreError) {

@@ -16,10 +16,12 @@ pub(crate) struct RawEntry {
     pub mod_revision: Revision,
 }
 
-/// The delete counter as last seen (facts §3.7): its decimal value and whether it exists.
+/// The delete counter as last seen (facts §3.7): its decimal value (what we increment) and
+/// its mod revision (what every txn compares; 0 while it does not exist).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct DeleteCounter {
     pub value: Option<i64>,
+    pub mod_revision: Revision,
 }
 
 /// Keys under the watched prefix, minus the delete counter, which is kept apart so reactors
@@ -63,10 +65,15 @@ impl RawCache {
     /// newer than what is cached are dropped (duplicates, or replays after a resync).
     pub fn apply_event(&mut self, ev: WatchEvent) -> Option<Update> {
         if ev.key() == self.counter_key {
-            self.counter.value = match &ev {
-                WatchEvent::Put(kv) => Some(parse_counter(&kv.value)),
-                WatchEvent::Delete { .. } => None,
-            };
+            if ev.mod_revision() > self.counter.mod_revision || self.counter.value.is_none() {
+                self.counter = match &ev {
+                    WatchEvent::Put(kv) => DeleteCounter {
+                        value: Some(parse_counter(&kv.value)),
+                        mod_revision: kv.mod_revision,
+                    },
+                    WatchEvent::Delete { .. } => DeleteCounter::default(),
+                };
+            }
             return None;
         }
         match ev {
@@ -104,7 +111,10 @@ impl RawCache {
         let mut counter = DeleteCounter::default();
         for kv in listing {
             if kv.key == self.counter_key {
-                counter.value = Some(parse_counter(&kv.value));
+                counter = DeleteCounter {
+                    value: Some(parse_counter(&kv.value)),
+                    mod_revision: kv.mod_revision,
+                };
             } else {
                 fresh.insert(
                     kv.key,
@@ -137,8 +147,8 @@ impl RawCache {
     }
 }
 
-/// A counter value that does not parse counts as 0: the compare is on the exact bytes we
-/// write next, so a garbage value just forces one conflict-and-reload, never a crash.
+/// A counter value that does not parse counts as 0: the compare is on the counter's mod
+/// revision, so a garbage value only means the next delete writes 1.
 fn parse_counter(bytes: &[u8]) -> i64 {
     std::str::from_utf8(bytes)
         .ok()

@@ -48,10 +48,10 @@ fn compares_use_exact_mod_revisions_and_absent_is_zero() {
         key: "/p/new".into(),
         target: CompareTarget::ModRevision(Revision(0))
     }));
-    // No counter seen yet: the counter must still not exist.
+    // No counter seen yet: the counter must still not exist (mod revision 0).
     assert!(txn.compares.contains(&Compare {
         key: COUNTER.into(),
-        target: CompareTarget::CreateRevision(Revision(0))
+        target: CompareTarget::ModRevision(Revision(0))
     }));
     // Every compared key is read back on failure.
     assert_eq!(txn.failure.len(), txn.compares.len());
@@ -74,7 +74,7 @@ fn a_delete_bumps_the_counter_and_every_txn_compares_it() {
         .txn;
     assert!(txn.compares.contains(&Compare {
         key: COUNTER.into(),
-        target: CompareTarget::Value(b"41".to_vec())
+        target: CompareTarget::ModRevision(Revision(6))
     }));
     assert!(txn.success.contains(&TxnOp::Delete { key: "/p/a".into() }));
     assert!(txn.success.contains(&TxnOp::Put {
@@ -124,6 +124,36 @@ fn groups_are_batched_within_the_op_limit() {
     assert!(txn.success.len() <= 128 && txn.failure.len() <= 128);
 }
 
+/// A counter somebody wrote in another form (`007`, garbage) must not fail every compare:
+/// the compare is on its mod revision, not on a re-rendering of the parsed number.
+#[test]
+fn a_non_canonical_counter_is_compared_by_mod_revision() {
+    for value in ["007", "garbage", " 3 "] {
+        let mut raw = raw_with(&[("/p/a", "1", 7)]);
+        raw.apply_event(WatchEvent::Put(KeyValue {
+            key: COUNTER.into(),
+            value: value.as_bytes().to_vec(),
+            create_revision: Revision(2),
+            mod_revision: Revision(5),
+            lease: 0,
+        }));
+        let pending = VecDeque::from([group("g", vec![("/p/a", Edit::Delete)])]);
+        let txn = plan_txn(&raw, &pending, &TxnLimits::default(), None)
+            .txn
+            .expect("txn")
+            .txn;
+        let counter: Vec<_> = txn.compares.iter().filter(|c| c.key == COUNTER).collect();
+        assert_eq!(
+            counter,
+            vec![&Compare {
+                key: COUNTER.into(),
+                target: CompareTarget::ModRevision(Revision(5))
+            }],
+            "{value:?}"
+        );
+    }
+}
+
 #[test]
 fn a_later_group_reads_an_earlier_groups_write_in_the_same_batch() {
     let raw = raw_with(&[]);
@@ -155,9 +185,8 @@ fn an_oversize_group_is_dropped_with_an_error_naming_it() {
     assert_eq!(plan.dropped.len(), 1);
     let (index, d) = &plan.dropped[0];
     assert_eq!(*index, 0);
-    assert_eq!(d.label, "huge-cleanup/cf-7");
-    let DropReason::TooLarge(msg) = &d.reason else {
-        panic!("{:?}", d.reason)
+    let DropReason::TooLarge(msg) = d else {
+        panic!("{d:?}")
     };
     assert!(
         msg.contains("huge-cleanup/cf-7") && msg.contains("128"),
@@ -169,7 +198,7 @@ fn an_oversize_group_is_dropped_with_an_error_naming_it() {
     let bytes = "x".repeat(MAX_TXN_BYTES + 1);
     let pending = VecDeque::from([group("fat", vec![("/p/f", put(&bytes))])]);
     let plan = plan_txn(&raw, &pending, &TxnLimits::default(), None);
-    assert!(matches!(plan.dropped[0].1.reason, DropReason::TooLarge(_)));
+    assert!(matches!(plan.dropped[0].1, DropReason::TooLarge(_)));
     assert!(plan.txn.is_none());
 }
 
@@ -188,10 +217,7 @@ fn a_precondition_failure_drops_only_its_group() {
     ]);
     let plan = plan_txn(&raw, &pending, &TxnLimits::default(), None);
     assert_eq!(plan.dropped.len(), 1);
-    assert!(matches!(
-        plan.dropped[0].1.reason,
-        DropReason::Precondition(_)
-    ));
+    assert!(matches!(plan.dropped[0].1, DropReason::Precondition(_)));
     let txn = plan.txn.expect("txn").txn;
     assert_eq!(
         txn.success,
