@@ -44,6 +44,34 @@ pub trait KeyPatch: Send + Debug + 'static {
     fn key(&self) -> &str;
     /// Computes the new value from the current one.
     fn apply(&self, old: Option<&[u8]>) -> Result<PatchOutcome, PatchError>;
+    /// Applies several patches of one key in order. The default applies them one by one; a
+    /// patch type with typed values overrides it to decode and encode the value only once.
+    fn apply_all(patches: &[&Self], old: Option<&[u8]>) -> Result<PatchOutcome, PatchError>
+    where
+        Self: Sized,
+    {
+        let mut cur: Option<Vec<u8>> = old.map(<[u8]>::to_vec);
+        let mut changed = false;
+        for p in patches {
+            match p.apply(cur.as_deref())? {
+                PatchOutcome::Unchanged => {}
+                PatchOutcome::Put(v) => {
+                    cur = Some(v);
+                    changed = true;
+                }
+                PatchOutcome::Delete => {
+                    cur = None;
+                    changed = true;
+                }
+            }
+        }
+        Ok(match cur {
+            _ if !changed => PatchOutcome::Unchanged,
+            None if old.is_none() => PatchOutcome::Unchanged,
+            None => PatchOutcome::Delete,
+            Some(v) => PatchOutcome::Put(v),
+        })
+    }
 }
 
 impl KeyPatch for Patch {
@@ -52,6 +80,9 @@ impl KeyPatch for Patch {
     }
     fn apply(&self, old: Option<&[u8]>) -> Result<PatchOutcome, PatchError> {
         Patch::apply(self, old)
+    }
+    fn apply_all(patches: &[&Self], old: Option<&[u8]>) -> Result<PatchOutcome, PatchError> {
+        Patch::apply_all(patches, old)
     }
 }
 

@@ -269,6 +269,106 @@ impl Patch {
     }
 }
 
+impl Patch {
+    /// Applies patches of one key in order, with one decode and one encode per run of edits
+    /// of the same typed kind: a scheduler tick can add thousands of tables to one
+    /// TaskStatus, and a decode/encode per edit would be quadratic in its size. The outcome
+    /// equals applying them one by one.
+    pub fn apply_all(patches: &[&Patch], old: Option<&[u8]>) -> Result<PatchOutcome, PatchError> {
+        let Some(first) = patches.first() else {
+            return Ok(PatchOutcome::Unchanged);
+        };
+        let key = first.key.as_str();
+        let mut cur: Option<Vec<u8>> = old.map(<[u8]>::to_vec);
+        let mut changed = false;
+        for run in patches.chunk_by(|a, b| a.edit.kind() == b.edit.kind()) {
+            let outcome = match run[0].edit.kind() {
+                EditKind::TaskStatus => {
+                    edit_json(key, cur.as_deref(), |mut v: Option<TaskStatus>| {
+                        for p in run {
+                            if let Edit::TaskStatus(e) = &p.edit {
+                                v = e.apply(key, v)?;
+                            }
+                        }
+                        Ok(v)
+                    })?
+                }
+                EditKind::TaskPosition => edit_json(key, cur.as_deref(), |mut v| {
+                    for p in run {
+                        if let Edit::TaskPosition(e) = &p.edit {
+                            v = e.apply(v);
+                        }
+                    }
+                    Ok(v)
+                })?,
+                EditKind::ChangefeedInfo => edit_json(key, cur.as_deref(), |mut v| {
+                    for p in run {
+                        if let Edit::ChangefeedInfo(e) = &p.edit {
+                            v = e.apply(key, v)?;
+                        }
+                    }
+                    Ok(v)
+                })?,
+                _ => {
+                    // Untyped or rare edits: one by one.
+                    for p in run {
+                        let outcome = p.apply(cur.as_deref())?;
+                        apply_outcome(&mut cur, &mut changed, outcome);
+                    }
+                    continue;
+                }
+            };
+            apply_outcome(&mut cur, &mut changed, outcome);
+        }
+        Ok(match (changed, cur) {
+            (false, _) => PatchOutcome::Unchanged,
+            (true, None) if old.is_none() => PatchOutcome::Unchanged,
+            (true, None) => PatchOutcome::Delete,
+            (true, Some(v)) if old == Some(v.as_slice()) => PatchOutcome::Unchanged,
+            (true, Some(v)) => PatchOutcome::Put(v),
+        })
+    }
+}
+
+/// Folds one outcome into the running value of a key.
+fn apply_outcome(cur: &mut Option<Vec<u8>>, changed: &mut bool, outcome: PatchOutcome) {
+    match outcome {
+        PatchOutcome::Unchanged => {}
+        PatchOutcome::Put(v) => {
+            *cur = Some(v);
+            *changed = true;
+        }
+        PatchOutcome::Delete => {
+            *cur = None;
+            *changed = true;
+        }
+    }
+}
+
+/// The typed kind of an edit: consecutive edits of one kind fold into one decode/encode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EditKind {
+    Raw,
+    TaskStatus,
+    TaskPosition,
+    ChangefeedStatus,
+    ChangefeedInfo,
+    TaskWorkload,
+}
+
+impl Edit {
+    fn kind(&self) -> EditKind {
+        match self {
+            Edit::Put { .. } | Edit::Create { .. } | Edit::Delete => EditKind::Raw,
+            Edit::TaskStatus(_) => EditKind::TaskStatus,
+            Edit::TaskPosition(_) => EditKind::TaskPosition,
+            Edit::ChangefeedStatus(_) => EditKind::ChangefeedStatus,
+            Edit::ChangefeedInfo(_) => EditKind::ChangefeedInfo,
+            Edit::TaskWorkload(_) => EditKind::TaskWorkload,
+        }
+    }
+}
+
 fn precondition(key: &str, reason: impl Into<String>) -> PatchError {
     PatchError::Precondition {
         key: key.to_owned(),

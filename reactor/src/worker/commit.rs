@@ -143,17 +143,21 @@ pub(crate) fn plan<'a, P: KeyPatch>(
     plan
 }
 
-/// Applies a group's patches through the batch overlay, recording writes and compares.
+/// Applies a group's patches through the batch overlay, recording writes and compares. The
+/// patches of one key are applied together ([`KeyPatch::apply_all`]: one decode and encode
+/// of its value); keys are independent, so only the order within a key matters.
 fn apply_group<P: KeyPatch>(
     raw: &RawCache,
     batch: &mut Batch,
     group: &Group<P>,
 ) -> Result<(), DropReason> {
+    let mut by_key: BTreeMap<&str, Vec<&P>> = BTreeMap::new();
     for patch in &group.patches {
-        let key = patch.key();
-        let outcome = patch
-            .apply(batch.read(raw, key))
-            .map_err(DropReason::Precondition)?;
+        by_key.entry(patch.key()).or_default().push(patch);
+    }
+    for (key, patches) in by_key {
+        let outcome =
+            P::apply_all(&patches, batch.read(raw, key)).map_err(DropReason::Precondition)?;
         let new = match outcome {
             PatchOutcome::Unchanged => continue,
             PatchOutcome::Put(v) => Some(v),

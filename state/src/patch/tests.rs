@@ -435,3 +435,89 @@ fn patched_values_are_encoded_like_go() {
         "{text}"
     );
 }
+
+/// Applies patches one by one, passing bytes along: the definition `apply_all` must meet.
+fn apply_one_by_one(patches: &[&Patch], old: Option<&[u8]>) -> Result<Option<Vec<u8>>, PatchError> {
+    let mut cur = old.map(<[u8]>::to_vec);
+    for p in patches {
+        match p.apply(cur.as_deref())? {
+            PatchOutcome::Unchanged => {}
+            PatchOutcome::Put(v) => cur = Some(v),
+            PatchOutcome::Delete => cur = None,
+        }
+    }
+    Ok(cur)
+}
+
+fn arb_edit() -> impl proptest::strategy::Strategy<Value = Edit> {
+    use proptest::prelude::*;
+    let table = (1i64..6).prop_map(TableId);
+    prop_oneof![
+        (table.clone(), 1u64..50).prop_map(|(table, ts)| Edit::TaskStatus(
+            TaskStatusEdit::AddTable {
+                table,
+                start_ts: Ts(ts),
+                boundary_ts: Ts(ts)
+            }
+        )),
+        (table.clone(), 1u64..50, any::<bool>()).prop_map(|(table, ts, is_move)| {
+            Edit::TaskStatus(TaskStatusEdit::RemoveTable {
+                table,
+                boundary_ts: Ts(ts),
+                is_move,
+            })
+        }),
+        (table.clone(), 0u8..3).prop_map(|(table, s)| Edit::TaskStatus(
+            TaskStatusEdit::SetOpStatus {
+                table,
+                status: match s {
+                    0 => OperationStatus::Dispatched,
+                    1 => OperationStatus::Processed,
+                    _ => OperationStatus::Finished,
+                },
+                boundary_ts: None,
+            }
+        )),
+        Just(Edit::TaskStatus(TaskStatusEdit::DeleteFinishedOps)),
+        Just(Edit::Delete),
+        Just(Edit::Put {
+            value: r#"{"tables":{"9":{"start-ts":1}},"operation":null,"admin-job-type":0}"#.into()
+        }),
+    ]
+}
+
+proptest::proptest! {
+    /// Folding a key's patches into one decode/encode per run gives what applying them one
+    /// by one gives: the same value, or the same precondition failure.
+    #[test]
+    fn apply_all_equals_one_by_one(
+        edits in proptest::collection::vec(arb_edit(), 0..12),
+        start in proptest::option::of(proptest::collection::vec(arb_edit(), 0..4)),
+    ) {
+        let old = match start {
+            None => None,
+            Some(seed) => {
+                let seed: Vec<Patch> = seed.into_iter().map(|e| Patch::new(KEY, e)).collect();
+                let refs: Vec<&Patch> = seed.iter().collect();
+                apply_one_by_one(&refs, None).ok().flatten()
+            }
+        };
+        let patches: Vec<Patch> = edits.into_iter().map(|e| Patch::new(KEY, e)).collect();
+        let refs: Vec<&Patch> = patches.iter().collect();
+        let want = apply_one_by_one(&refs, old.as_deref());
+        let got = Patch::apply_all(&refs, old.as_deref());
+        match (want, got) {
+            (Err(a), Err(b)) => proptest::prop_assert_eq!(a, b),
+            (Ok(want), Ok(outcome)) => {
+                let got = match outcome {
+                    PatchOutcome::Unchanged => old.clone(),
+                    PatchOutcome::Put(v) => Some(v),
+                    PatchOutcome::Delete => None,
+                };
+                let decode = |v: Option<Vec<u8>>| v.map(|b| serde_json::from_slice::<serde_json::Value>(&b).expect("json"));
+                proptest::prop_assert_eq!(decode(got), decode(want));
+            }
+            (a, b) => proptest::prop_assert!(false, "one by one {a:?}, folded {b:?}"),
+        }
+    }
+}
