@@ -78,6 +78,11 @@ impl From<RequestError> for ApiError {
                 message: "this capture is not the owner; retry (ownership is changing)".into(),
             },
             RequestError::Rejected(why) => Self::invalid(why),
+            e @ RequestError::Unconfirmed { .. } => Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "CDC:ErrOwnerUnconfirmed",
+                message: e.to_string(),
+            },
         }
     }
 }

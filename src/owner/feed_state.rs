@@ -26,7 +26,7 @@
 
 use rcdc_state::model::{FeedState, RunningError};
 use rcdc_state::patch::{InfoEdit, StatusEdit, TaskPositionEdit};
-use rcdc_state::{ChangefeedId, ChangefeedState, Edit, KeyLayout, Patch};
+use rcdc_state::{CdcKey, ChangefeedId, ChangefeedState, Edit, KeyLayout, Patch};
 
 /// An operator's request for one changefeed (`cdc cli changefeed pause|resume|remove`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -69,12 +69,51 @@ impl Default for FeedStateConfig {
 /// What the feed state machine decided this tick.
 #[derive(Debug, Default, PartialEq)]
 pub struct FeedDecision {
-    /// Patches for the changefeed's group.
+    /// Patches of the changefeed's state group: the consequence of the admin job and errors
+    /// consumed this tick. Small by construction (the info and status keys, plus one error
+    /// clear per capture that reported one).
     pub patches: Vec<Patch>,
+    /// Deletes of the changefeed's task keys when it must not run (its processors stop).
+    /// Committed after the state group, in groups of their own: they can be many, and they
+    /// are re-derived from the state on every tick until they are gone.
+    pub cleanup: Vec<Patch>,
+    /// An admin job handled this tick that needed no write (for example a resume retried
+    /// after its first commit was lost, finding the changefeed already running): it is done.
+    pub done_job: Option<AdminJob>,
     /// Whether the changefeed should be replicating now (tables scheduled, processors on).
     pub should_run: bool,
     /// Admin jobs refused, with the reason (for the API's answer and the log).
     pub rejected: Vec<(AdminJob, String)>,
+}
+
+/// A queued admin job; `retry` once its first decision's group was dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct QueuedJob {
+    job: AdminJob,
+    /// A retried job whose wanted state is already in place is done, not refused: its first
+    /// commit may have landed although the worker could not tell (an indeterminate txn).
+    #[serde(default)]
+    retry: bool,
+}
+
+/// The timing memory a decision changes; restored when the decision's group is dropped, so
+/// the next tick re-decides from where this one started.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Timing {
+    finish: bool,
+    backoff_ms: u64,
+    retry_at_ms: Option<u64>,
+    failing_since_ms: Option<u64>,
+    healthy_since_ms: Option<u64>,
+}
+
+/// One-shot inputs a decision consumed, kept until its state group is confirmed
+/// (target-design §3: decisions are acknowledged by commit).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Unconfirmed {
+    job: Option<AdminJob>,
+    errors: Vec<RunningError>,
+    before: Timing,
 }
 
 /// The state machine of one changefeed. Its memory (the backoff) lives in the owner; after
@@ -83,13 +122,13 @@ pub struct FeedDecision {
 pub struct FeedStateMachine {
     id: ChangefeedId,
     config: FeedStateConfig,
-    jobs: std::collections::VecDeque<AdminJob>,
+    jobs: std::collections::VecDeque<QueuedJob>,
     owner_errors: Vec<RunningError>,
-    finish: bool,
-    backoff_ms: u64,
-    retry_at_ms: Option<u64>,
-    failing_since_ms: Option<u64>,
-    healthy_since_ms: Option<u64>,
+    #[serde(flatten)]
+    timing: Timing,
+    /// What the last decision consumed, until its group's outcome is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unconfirmed: Option<Unconfirmed>,
 }
 
 impl FeedStateMachine {
@@ -101,22 +140,58 @@ impl FeedStateMachine {
             config,
             jobs: Default::default(),
             owner_errors: Vec::new(),
-            finish: false,
-            backoff_ms,
-            retry_at_ms: None,
-            failing_since_ms: None,
-            healthy_since_ms: None,
+            timing: Timing {
+                backoff_ms,
+                ..Timing::default()
+            },
+            unconfirmed: None,
         }
     }
 
     /// Queues an admin job; one is handled per tick, in order.
     pub fn push_admin_job(&mut self, job: AdminJob) {
-        self.jobs.push_back(job);
+        self.jobs.push_back(QueuedJob { job, retry: false });
     }
 
     /// The changefeed reached its target ts.
     pub fn mark_finished(&mut self) {
-        self.finish = true;
+        self.timing.finish = true;
+    }
+
+    /// Takes every queued admin job (the changefeed is gone).
+    pub fn drain_jobs(&mut self) -> Vec<AdminJob> {
+        let mut jobs: Vec<AdminJob> = self
+            .unconfirmed
+            .take()
+            .and_then(|u| u.job)
+            .into_iter()
+            .collect();
+        jobs.extend(self.jobs.drain(..).map(|q| q.job));
+        jobs
+    }
+
+    /// Whether the last decision waits for its group's outcome.
+    pub fn awaits_confirmation(&self) -> bool {
+        self.unconfirmed.is_some()
+    }
+
+    /// The outcome of the last decision's state group. Committed: its admin job, if any, is
+    /// done and returned (the operator's answer). Dropped: the job and errors it consumed go
+    /// back to the front of their queues and its timing is undone, so the next tick decides
+    /// again on fresh state.
+    pub fn confirm(&mut self, committed: bool) -> Option<AdminJob> {
+        let u = self.unconfirmed.take()?;
+        if committed {
+            return u.job;
+        }
+        if let Some(job) = u.job {
+            self.jobs.push_front(QueuedJob { job, retry: true });
+        }
+        let mut errors = u.errors;
+        errors.append(&mut self.owner_errors);
+        self.owner_errors = errors;
+        self.timing = u.before;
+        None
     }
 
     /// An owner-side error for this changefeed (a failed effect, e.g. the sink or GC check).
@@ -126,33 +201,52 @@ impl FeedStateMachine {
 
     /// The current backoff delay (for the API and tests).
     pub fn backoff_ms(&self) -> u64 {
-        self.backoff_ms
+        self.timing.backoff_ms
     }
 
     /// Nothing pending: no admin job queued and no retry waiting for its backoff, so the
     /// owner need not visit the changefeed until one of its keys changes.
     pub fn is_idle(&self) -> bool {
-        self.jobs.is_empty() && self.retry_at_ms.is_none()
+        self.jobs.is_empty() && self.timing.retry_at_ms.is_none()
     }
 
-    /// Decides this tick. `cf` must be this changefeed's state.
+    /// Decides this tick. `cf` must be this changefeed's state. What the decision consumes
+    /// (an admin job, owner errors) is held until [`Self::confirm`] reports its state group's
+    /// outcome; the caller must confirm before the next tick.
     pub fn tick(&mut self, layout: &KeyLayout, cf: &ChangefeedState, now_ms: u64) -> FeedDecision {
         let mut d = FeedDecision::default();
         let Some(info) = cf.info.as_ref() else {
             return d; // removed, or not created yet: nothing to decide
         };
-        if cf.is_broken() {
-            // Some key does not decode: acting on a partial view could destroy data.
+        if cf.is_broken() && !only_task_keys_corrupt(layout, cf) {
+            // The info or status does not decode: acting on a partial view could destroy
+            // data. (Corrupt task keys only stop the changefeed: the owner reports them.)
             return d;
         }
         let state = info.state;
+        let before = self.timing.clone();
+        let mut job = None;
+        let errors_before = self.owner_errors.clone();
 
-        if let Some(job) = self.jobs.pop_front() {
-            if self.on_admin_job(job, state, layout, cf, &mut d) {
-                return d; // removed: every key is already being deleted
+        if let Some(queued) = self.jobs.pop_front() {
+            job = Some(queued.job);
+            let removed = self.on_admin_job(queued, state, layout, &mut d);
+            if removed {
+                // Removed: the task keys go after the info and status are deleted.
+                d.cleanup = task_key_deletes(layout, &self.id, cf);
             }
-        } else if self.finish && state == FeedState::Normal {
-            self.finish = false;
+            if d.patches.is_empty() {
+                // Refused, or already in place: nothing to wait for.
+                if d.rejected.is_empty() {
+                    d.done_job = job.take();
+                }
+            }
+            if removed {
+                self.hold(job, Vec::new(), before, &d);
+                return d;
+            }
+        } else if self.timing.finish && state == FeedState::Normal {
+            self.timing.finish = false;
             self.set_state(FeedState::Finished, state, layout, &mut d);
         } else {
             match state {
@@ -170,9 +264,36 @@ impl FeedStateMachine {
         if !d.should_run {
             // Processors stop when their task keys go (TiCDC's cleanUpInfos); the tables
             // are re-dispatched from the checkpoint when the feed runs again.
-            d.patches.extend(task_key_deletes(layout, &self.id, cf));
+            d.cleanup = task_key_deletes(layout, &self.id, cf);
         }
+        // The errors this decision consumed (recorded in its state group).
+        let consumed = if self.owner_errors.is_empty() {
+            errors_before
+        } else {
+            Vec::new()
+        };
+        self.hold(job, consumed, before, &d);
         d
+    }
+
+    /// Keeps what a decision consumed until its state group's outcome is known.
+    fn hold(
+        &mut self,
+        job: Option<AdminJob>,
+        errors: Vec<RunningError>,
+        before: Timing,
+        d: &FeedDecision,
+    ) {
+        if d.patches.is_empty() {
+            // Nothing to commit: whatever was consumed is done.
+            self.unconfirmed = None;
+            return;
+        }
+        self.unconfirmed = Some(Unconfirmed {
+            job,
+            errors,
+            before,
+        });
     }
 
     fn on_running(
@@ -203,13 +324,14 @@ impl FeedStateMachine {
                     window_ms: self.config.history_window_ms as i64,
                 }),
             ));
-            let failing_since = *self.failing_since_ms.get_or_insert(now_ms);
-            self.healthy_since_ms = None;
+            let t = &mut self.timing;
+            let failing_since = *t.failing_since_ms.get_or_insert(now_ms);
+            t.healthy_since_ms = None;
             if fast_fail || now_ms.saturating_sub(failing_since) >= self.config.max_retry_ms {
                 self.set_state(FeedState::Failed, state, layout, d);
             } else {
-                self.retry_at_ms = Some(now_ms + self.backoff_ms);
-                self.backoff_ms = (self.backoff_ms * 2).min(self.config.backoff_max_ms);
+                t.retry_at_ms = Some(now_ms + t.backoff_ms);
+                t.backoff_ms = (t.backoff_ms * 2).min(self.config.backoff_max_ms);
                 self.set_state(FeedState::Error, state, layout, d);
             }
             d.should_run = false;
@@ -217,19 +339,20 @@ impl FeedStateMachine {
         }
         match state {
             FeedState::Error => {
-                if self.retry_at_ms.is_none_or(|at| now_ms >= at) {
+                if self.timing.retry_at_ms.is_none_or(|at| now_ms >= at) {
                     // Backoff elapsed (or unknown after an owner change): try again.
-                    self.retry_at_ms = None;
-                    self.healthy_since_ms = Some(now_ms);
+                    self.timing.retry_at_ms = None;
+                    self.timing.healthy_since_ms = Some(now_ms);
                     self.set_state(FeedState::Normal, state, layout, d);
                     d.should_run = true;
                 }
             }
             _ => {
-                let healthy_since = *self.healthy_since_ms.get_or_insert(now_ms);
+                let t = &mut self.timing;
+                let healthy_since = *t.healthy_since_ms.get_or_insert(now_ms);
                 if now_ms.saturating_sub(healthy_since) >= self.config.healthy_reset_ms {
-                    self.backoff_ms = self.config.backoff_initial_ms;
-                    self.failing_since_ms = None;
+                    t.backoff_ms = self.config.backoff_initial_ms;
+                    t.failing_since_ms = None;
                 }
                 d.should_run = true;
             }
@@ -239,13 +362,13 @@ impl FeedStateMachine {
     /// Handles one admin job; returns true when the changefeed is being removed.
     fn on_admin_job(
         &mut self,
-        job: AdminJob,
+        queued: QueuedJob,
         state: FeedState,
         layout: &KeyLayout,
-        cf: &ChangefeedState,
         d: &mut FeedDecision,
     ) -> bool {
         use FeedState::*;
+        let job = queued.job;
         match job {
             AdminJob::Pause if matches!(state, Normal | Error) => {
                 self.set_state(Stopped, state, layout, d);
@@ -264,9 +387,11 @@ impl FeedStateMachine {
                     .push(Patch::new(layout.info(&self.id), Edit::Delete));
                 d.patches
                     .push(Patch::new(layout.status(&self.id), Edit::Delete));
-                d.patches.extend(task_key_deletes(layout, &self.id, cf));
                 return true;
             }
+            // A retry whose first decision landed after all: done, nothing to write.
+            AdminJob::Pause if queued.retry && state == Stopped => {}
+            AdminJob::Resume if queued.retry && state == Normal => d.should_run = true,
             _ => {
                 d.should_run = state == Normal;
                 d.rejected.push((
@@ -283,10 +408,11 @@ impl FeedStateMachine {
     }
 
     fn reset_retry(&mut self) {
-        self.backoff_ms = self.config.backoff_initial_ms;
-        self.retry_at_ms = None;
-        self.failing_since_ms = None;
-        self.healthy_since_ms = None;
+        self.timing = Timing {
+            finish: self.timing.finish,
+            backoff_ms: self.config.backoff_initial_ms,
+            ..Timing::default()
+        };
     }
 
     /// Writes `to` into info and status (with its admin job type) if it differs from `from`.
@@ -307,9 +433,28 @@ impl FeedStateMachine {
     }
 }
 
-/// Deletes of every task key of the changefeed (stops its processors).
+/// Whether every undecodable key of a broken changefeed is one of its task keys (status,
+/// position, workload): those the owner may delete to stop and restart it cleanly.
+pub fn only_task_keys_corrupt(layout: &KeyLayout, cf: &ChangefeedState) -> bool {
+    cf.corrupt.keys().all(|k| is_task_key(layout, k))
+}
+
+fn is_task_key(layout: &KeyLayout, key: &str) -> bool {
+    matches!(
+        layout.parse(key),
+        Some(CdcKey::TaskStatus { .. } | CdcKey::TaskPosition { .. } | CdcKey::TaskWorkload { .. })
+    )
+}
+
+/// Deletes of every task key of the changefeed (stops its processors), undecodable ones
+/// included.
 pub fn task_key_deletes(layout: &KeyLayout, id: &ChangefeedId, cf: &ChangefeedState) -> Vec<Patch> {
     let mut out = Vec::new();
+    for key in cf.corrupt.keys() {
+        if is_task_key(layout, key) {
+            out.push(Patch::new(key.clone(), Edit::Delete));
+        }
+    }
     for c in cf.task_statuses.keys() {
         out.push(Patch::new(layout.task_status(c, id), Edit::Delete));
     }

@@ -5,9 +5,22 @@
 //! (never waiting), runs the pure [`Owner::tick`], hands effects to the executor and returns
 //! the patch groups to the worker. The executor talks to the upstream through the narrow
 //! [`OwnerUpstream`] seam and sends results back for the next tick.
+//!
+//! The acknowledgement loop (target-design §3):
+//! ```text
+//! API ── request ──> waiting ──> Owner::tick ──> groups ──> EtcdWorker commits
+//!  ^                    │                                        │
+//!  └── answer ──────────┴── acknowledged / rejected <── next tick: TickContext::previous
+//! ```
+//! An operator is answered only once the group carrying the request's consequence committed
+//! (or with a clear error after [`REQUEST_TIMEOUT`]); a dropped group sends the request
+//! back through the owner's queues. Effects run on blocking threads, fed from a bounded
+//! channel; what does not fit waits in a backlog where sink checkpoints coalesce per
+//! changefeed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rcdc_reactor::{RawKeys, Reactor, TickContext, TickOutput};
 use rcdc_state::model::ChangeFeedInfo;
@@ -16,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::gc::{SafePointResult, UpdateSafePoint};
 use super::metrics::OwnerMetrics;
-use super::tick::{Owner, OwnerEffect, OwnerEffectResult, OwnerInput, OwnerRequest};
+use super::tick::{Owner, OwnerEffect, OwnerEffectResult, OwnerInput, OwnerOutput, OwnerRequest};
 
 /// What the owner needs from a changefeed's upstream.
 pub trait OwnerUpstream: Send + Sync + 'static {
@@ -54,10 +67,16 @@ pub struct Effect {
     pub info: Option<ChangeFeedInfo>,
 }
 
+/// How long an operator waits for the owner to confirm a request by a commit.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Effects in flight to the executor; more wait in the reactor's backlog.
+const EFFECT_QUEUE: usize = 256;
+
 /// What the API hands to the owner.
 #[derive(Debug)]
 enum Command {
-    /// A request for `Owner::tick`, answered after the tick that saw it.
+    /// A request for `Owner::tick`, answered once it committed or was refused.
     Request(OwnerRequest, oneshot::Sender<Result<(), String>>),
     /// Step down: the owner worker finishes and the capture campaigns again.
     Resign,
@@ -72,6 +91,15 @@ pub enum RequestError {
     /// The owner refused the request (e.g. an unknown changefeed or capture).
     #[error("{0}")]
     Rejected(String),
+    /// The owner took the request but could not confirm it in time (etcd unreachable, or
+    /// ownership changing): it may still take effect.
+    #[error("the owner did not confirm {request} within {waited:?}; it may still take effect (check the changefeed's state)")]
+    Unconfirmed {
+        /// The request, for the message.
+        request: String,
+        /// How long the caller waited.
+        waited: Duration,
+    },
 }
 
 /// Sends operator requests to the running owner (the API's handle).
@@ -79,17 +107,31 @@ pub enum RequestError {
 pub struct OwnerHandle(mpsc::UnboundedSender<Command>);
 
 impl OwnerHandle {
-    /// Queues a request for the next tick and waits for that tick's verdict: accepted (the
-    /// owner acts on it) or rejected with the owner's reason.
+    /// Queues a request and waits until it took effect (the group carrying it committed),
+    /// was refused with the owner's reason, or [`REQUEST_TIMEOUT`] passed.
     pub async fn request(&self, request: OwnerRequest) -> Result<(), RequestError> {
+        self.request_within(request, REQUEST_TIMEOUT).await
+    }
+
+    /// [`Self::request`] with a given deadline.
+    pub async fn request_within(
+        &self,
+        request: OwnerRequest,
+        timeout: Duration,
+    ) -> Result<(), RequestError> {
         let (tx, rx) = oneshot::channel();
+        let described = format!("{request:?}");
         self.0
             .send(Command::Request(request, tx))
             .map_err(|_| RequestError::NotOwner)?;
-        match rx.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(why)) => Err(RequestError::Rejected(why)),
-            Err(_) => Err(RequestError::NotOwner), // the owner stopped before its tick
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(why))) => Err(RequestError::Rejected(why)),
+            // The owner stopped before confirming: it may or may not have acted.
+            Ok(Err(_)) | Err(_) => Err(RequestError::Unconfirmed {
+                request: described,
+                waited: timeout,
+            }),
         }
     }
 
@@ -109,7 +151,11 @@ pub struct OwnerReactor {
     owner: Owner,
     commands: mpsc::UnboundedReceiver<Command>,
     results: mpsc::UnboundedReceiver<OwnerEffectResult>,
-    effects: mpsc::UnboundedSender<Effect>,
+    effects: mpsc::Sender<Effect>,
+    /// Effects the bounded channel had no room for, oldest first.
+    backlog: VecDeque<Effect>,
+    /// Callers waiting for their request to take effect, oldest first.
+    waiting: Vec<(OwnerRequest, oneshot::Sender<Result<(), String>>)>,
     metrics: OwnerMetrics,
     recording: Option<crate::record::Recording>,
 }
@@ -120,7 +166,7 @@ impl OwnerReactor {
     pub fn spawn(owner: Owner, upstream: Arc<dyn OwnerUpstream>) -> (Self, OwnerHandle) {
         let (req_tx, commands) = mpsc::unbounded_channel();
         let (res_tx, results) = mpsc::unbounded_channel();
-        let (effects, eff_rx) = mpsc::unbounded_channel();
+        let (effects, eff_rx) = mpsc::channel(EFFECT_QUEUE);
         tokio::spawn(execute(eff_rx, upstream, res_tx));
         (
             Self {
@@ -128,12 +174,72 @@ impl OwnerReactor {
                 commands,
                 results,
                 effects,
+                backlog: VecDeque::new(),
+                waiting: Vec::new(),
                 metrics: OwnerMetrics::default(),
                 recording: None,
             },
             OwnerHandle(req_tx),
         )
     }
+
+    /// Answers the waiting callers the tick decided about; identical requests are matched
+    /// oldest first.
+    fn answer(&mut self, out: &OwnerOutput) {
+        let verdicts = out
+            .rejected
+            .iter()
+            .map(|(r, why)| (r, Err(why.clone())))
+            .chain(out.acknowledged.iter().map(|r| (r, Ok(()))));
+        for (request, verdict) in verdicts {
+            if let Some(i) = self.waiting.iter().position(|(r, _)| r == request) {
+                let (_, reply) = self.waiting.remove(i);
+                let _ = reply.send(verdict);
+            }
+        }
+        // Callers that gave up need no answer.
+        self.waiting.retain(|(_, reply)| !reply.is_closed());
+    }
+
+    /// Queues effects for the executor: into the bounded channel while it has room, the
+    /// rest into the backlog, where a newer sink checkpoint replaces an older one of the
+    /// same changefeed (only the latest matters).
+    fn dispatch(&mut self, state: &GlobalState, effects: Vec<OwnerEffect>) {
+        for effect in effects {
+            let info = match &effect {
+                OwnerEffect::ListTables { changefeed, .. }
+                | OwnerEffect::FetchDdl { changefeed, .. }
+                | OwnerEffect::WriteSinkCheckpoint { changefeed, .. } => {
+                    state.changefeed(changefeed).and_then(|c| c.info.clone())
+                }
+                OwnerEffect::UpdateGcSafePoint(_) => None,
+            };
+            if let OwnerEffect::WriteSinkCheckpoint { changefeed, .. } = &effect {
+                self.backlog.retain(|e| {
+                    !matches!(&e.effect, OwnerEffect::WriteSinkCheckpoint { changefeed: c, .. } if c == changefeed)
+                });
+            }
+            self.backlog.push_back(Effect { effect, info });
+        }
+        while let Some(e) = self.backlog.pop_front() {
+            match self.effects.try_send(e) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(e)) => {
+                    self.backlog.push_front(e);
+                    break;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.backlog.clear(); // the executor is gone with the owner
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The indices of the previous tick's groups that did not commit.
+fn dropped_indices(ctx: &TickContext) -> Vec<usize> {
+    ctx.dropped().map(|(i, _)| i).collect()
 }
 
 impl OwnerReactor {
@@ -159,15 +265,15 @@ impl Reactor for OwnerReactor {
     fn tick(&mut self, state: &GlobalState, ctx: &TickContext) -> TickOutput<Patch> {
         let mut input = OwnerInput {
             now_ms: ctx.now_ms,
+            dropped: dropped_indices(ctx),
             ..Default::default()
         };
-        let mut waiting = Vec::new();
         let mut resign = false;
         while let Ok(c) = self.commands.try_recv() {
             match c {
                 Command::Request(r, reply) => {
                     input.requests.push(r.clone());
-                    waiting.push((r, reply));
+                    self.waiting.push((r, reply));
                 }
                 Command::Resign => resign = true,
             }
@@ -179,50 +285,58 @@ impl Reactor for OwnerReactor {
         if let Some(r) = self.recording.as_mut() {
             r.after_tick(&input, &out);
         }
-        // Answer each waiting caller: rejected requests with the owner's reason, the rest
-        // accepted. Identical requests in one tick are matched in order.
-        let mut rejected = out.rejected.clone();
-        for (request, reply) in waiting {
-            let verdict = match rejected.iter().position(|(r, _)| *r == request) {
-                Some(i) => Err(rejected.remove(i).1),
-                None => Ok(()),
-            };
-            let _ = reply.send(verdict);
-        }
+        self.answer(&out);
         self.metrics.observe(state, ctx.now_ms);
         for (request, why) in &out.rejected {
             tracing::warn!(?request, reason = %why, "owner request rejected");
         }
-        for effect in out.effects {
-            let info = match &effect {
-                OwnerEffect::ListTables { changefeed, .. }
-                | OwnerEffect::FetchDdl { changefeed, .. }
-                | OwnerEffect::WriteSinkCheckpoint { changefeed, .. } => {
-                    state.changefeed(changefeed).and_then(|c| c.info.clone())
-                }
-                OwnerEffect::UpdateGcSafePoint(_) => None,
-            };
-            let _ = self.effects.send(Effect { effect, info });
-        }
+        let OwnerOutput {
+            groups, effects, ..
+        } = out;
+        self.dispatch(state, effects);
         if resign {
             tracing::info!("owner resigning on request");
             self.metrics.clear();
         }
         TickOutput {
-            groups: out.groups.into_iter().map(Into::into).collect(),
+            groups: groups.into_iter().map(Into::into).collect(),
             // Finishing the owner worker makes the capture resign and campaign again.
             finished: resign,
         }
     }
 }
 
+/// Runs effects one at a time on the blocking pool (upstream calls and sink fsyncs block),
+/// so they never hold the async threads that keep the session and the workers alive.
 async fn execute(
-    mut rx: mpsc::UnboundedReceiver<Effect>,
+    mut rx: mpsc::Receiver<Effect>,
     upstream: Arc<dyn OwnerUpstream>,
     results: mpsc::UnboundedSender<OwnerEffectResult>,
 ) {
-    while let Some(Effect { effect, info }) = rx.recv().await {
-        let result = match effect {
+    while let Some(effect) = rx.recv().await {
+        let upstream = upstream.clone();
+        let result = match tokio::task::spawn_blocking(move || run_effect(effect, &*upstream)).await
+        {
+            Ok(Some(result)) => result,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::error!(error = %e, "owner effect panicked");
+                continue;
+            }
+        };
+        if results.send(result).is_err() {
+            return; // the owner is gone
+        }
+    }
+}
+
+/// One effect against the upstream; `None` when it has nothing to report.
+fn run_effect(
+    Effect { effect, info }: Effect,
+    upstream: &dyn OwnerUpstream,
+) -> Option<OwnerEffectResult> {
+    Some({
+        match effect {
             OwnerEffect::ListTables { changefeed, at } => {
                 let listed = info
                     .ok_or_else(|| "the changefeed has no info".to_owned())
@@ -256,7 +370,7 @@ async fn execute(
                         upstream.write_sink_checkpoint(&changefeed, &info, checkpoint)
                     });
                 match written {
-                    Ok(()) => continue,
+                    Ok(()) => return None,
                     Err(error) => OwnerEffectResult::SinkCheckpointFailed { changefeed, error },
                 }
             }
@@ -266,9 +380,6 @@ async fn execute(
                     Err(e) => SafePointResult::Failed(e),
                 })
             }
-        };
-        if results.send(result).is_err() {
-            return; // the owner is gone
         }
-    }
+    })
 }

@@ -68,6 +68,16 @@ pub struct SchedulerConfig {
     /// The periodic check rebalances when the largest minus the smallest table count per live
     /// capture exceeds this.
     pub rebalance_skew: usize,
+    /// At most this many operations in flight in one capture's TaskStatus: a first dispatch
+    /// of many tables goes in rounds, so the value (every table plus every op) stays well
+    /// inside etcd's request limit (about 55 bytes a table and 80 an op: 10,000 tables and
+    /// 1,000 ops are ~630 KiB).
+    #[serde(default = "default_max_ops_per_capture")]
+    pub max_ops_per_capture: usize,
+}
+
+fn default_max_ops_per_capture() -> usize {
+    1_000
 }
 
 impl Default for SchedulerConfig {
@@ -75,6 +85,7 @@ impl Default for SchedulerConfig {
         Self {
             rebalance_interval_ms: 60_000,
             rebalance_skew: 1,
+            max_ops_per_capture: default_max_ops_per_capture(),
         }
     }
 }
@@ -96,8 +107,13 @@ pub enum ScheduleRequest {
 /// What one tick decided.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ScheduleOutcome {
-    /// Patch groups to commit (at most one, labelled `changefeed/<id>/schedule`).
+    /// Patch groups to commit: one per TaskStatus key touched, labelled
+    /// `changefeed/<id>/schedule/<capture>`, so that no group outgrows a txn however many
+    /// captures a decision touches.
     pub groups: Vec<PatchGroup>,
+    /// Requests this tick carried out: their consequence is in `groups` (or needed none).
+    /// The owner acknowledges them once those groups commit.
+    pub started: Vec<ScheduleRequest>,
     /// No op in flight in any TaskStatus of the changefeed and nothing patched this tick: the
     /// owner may update the changefeed status (facts §4.10).
     pub settled: bool,
@@ -115,9 +131,9 @@ pub struct TableScheduler {
     changefeed: ChangefeedId,
     config: SchedulerConfig,
     /// Queued move requests, oldest first.
-    moves: Vec<(TableId, CaptureId)>,
-    /// A rebalance was asked for (API) and has not run yet.
-    rebalance_requested: bool,
+    moves: Vec<QueuedMove>,
+    /// Rebalances asked for (API) that have not run yet; several are one rebalance.
+    rebalance_requests: usize,
     /// The live capture set changed and the rebalance it calls for has not run yet.
     captures_changed: bool,
     /// The live capture set seen by the previous tick (`None` before the first tick, which
@@ -125,6 +141,16 @@ pub struct TableScheduler {
     last_captures: Option<BTreeSet<CaptureId>>,
     /// When the periodic skew check last ran (`None` before the first tick).
     last_check_ms: Option<u64>,
+}
+
+/// A move request waiting to run.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct QueuedMove {
+    table: TableId,
+    target: CaptureId,
+    /// Re-queued after its first run's group was dropped: finding the table already on the
+    /// target means that run landed after all.
+    retry: bool,
 }
 
 /// Where a table is, in this tick's working view.
@@ -152,7 +178,7 @@ impl TableScheduler {
             changefeed,
             config,
             moves: Vec::new(),
-            rebalance_requested: false,
+            rebalance_requests: 0,
             captures_changed: false,
             last_captures: None,
             last_check_ms: None,
@@ -168,9 +194,31 @@ impl TableScheduler {
     /// requests before the rebalance runs are one.
     pub fn request(&mut self, req: ScheduleRequest) {
         match req {
-            ScheduleRequest::MoveTable { table, target } => self.moves.push((table, target)),
-            ScheduleRequest::Rebalance => self.rebalance_requested = true,
+            ScheduleRequest::MoveTable { table, target } => self.moves.push(QueuedMove {
+                table,
+                target,
+                retry: false,
+            }),
+            ScheduleRequest::Rebalance => self.rebalance_requests += 1,
         }
+    }
+
+    /// Puts back requests whose groups were dropped, ahead of newer ones: the next tick runs
+    /// them again on fresh state.
+    pub fn requeue(&mut self, started: Vec<ScheduleRequest>) {
+        let mut moves = Vec::new();
+        for req in started {
+            match req {
+                ScheduleRequest::MoveTable { table, target } => moves.push(QueuedMove {
+                    table,
+                    target,
+                    retry: true,
+                }),
+                ScheduleRequest::Rebalance => self.rebalance_requests += 1,
+            }
+        }
+        moves.append(&mut self.moves);
+        self.moves = moves;
     }
 
     /// Move requests still waiting (their table had an op in flight).
@@ -231,6 +279,21 @@ impl TableScheduler {
             group: PatchGroup::new(format!("changefeed/{}/schedule", self.changefeed)),
             checkpoint,
         };
+        // Room for new ops per capture this tick (a first dispatch goes in rounds).
+        let mut room: BTreeMap<CaptureId, usize> = captures
+            .keys()
+            .map(|c| {
+                let ops = cf
+                    .task_statuses
+                    .get(c)
+                    .and_then(|s| s.operation.as_ref())
+                    .map_or(0, |ops| ops.len());
+                (
+                    c.clone(),
+                    self.config.max_ops_per_capture.saturating_sub(ops),
+                )
+            })
+            .collect();
 
         // 2. Finished ops: delete them; a finished move hands its table to the target.
         for (capture, removes) in &finished {
@@ -277,21 +340,38 @@ impl TableScheduler {
         // 4. Unassigned tables: to the least-loaded live capture, ties by capture id.
         let mut by_load: BTreeSet<(usize, CaptureId)> =
             load.iter().map(|(c, n)| (*n, c.clone())).collect();
+        let mut full = Vec::new();
         let mut unassigned = false;
         for table in current_tables {
             if holds.contains_key(table) {
                 continue;
             }
-            let Some((n, capture)) = by_load.pop_first() else {
-                // No capture may take it (none alive, or all draining). The changefeed is
-                // not settled: its progress must not pass a table nobody replicates.
+            // The least-loaded capture with room for another op; a full one sits out the
+            // rest of this round.
+            let picked = loop {
+                let Some((n, capture)) = by_load.pop_first() else {
+                    break None;
+                };
+                if room.get(&capture).is_some_and(|r| *r > 0) {
+                    break Some((n, capture));
+                }
+                full.push((n, capture));
+            };
+            let Some((n, capture)) = picked else {
+                // No capture may take it now (none alive, all draining, or all at their op
+                // limit). The changefeed is not settled: its progress must not pass a table
+                // nobody replicates yet.
                 unassigned = true;
                 break;
             };
             plan.add(&capture, *table);
+            if let Some(r) = room.get_mut(&capture) {
+                *r -= 1;
+            }
             holds.insert(*table, Hold::added(capture.clone()));
             by_load.insert((n.saturating_add(1), capture));
         }
+        by_load.extend(full);
         let load: BTreeMap<CaptureId, usize> = by_load.into_iter().map(|(n, c)| (c, n)).collect();
 
         // 5. Manual moves.
@@ -333,9 +413,10 @@ impl TableScheduler {
             .values()
             .any(|s| s.operation.as_ref().is_some_and(|ops| !ops.is_empty()));
         let periodic_due = now_ms >= last_check.saturating_add(self.config.rebalance_interval_ms);
-        let wanted = self.rebalance_requested || self.captures_changed || periodic_due;
+        let requested = self.rebalance_requests > 0;
+        let wanted = requested || self.captures_changed || periodic_due;
         if wanted && !ops_in_flight && plan.group.is_empty() {
-            let threshold = if self.rebalance_requested || self.captures_changed {
+            let threshold = if requested || self.captures_changed {
                 1
             } else {
                 self.config.rebalance_skew
@@ -353,15 +434,17 @@ impl TableScheduler {
                     );
                 }
             }
-            self.rebalance_requested = false;
+            out.started.extend(std::iter::repeat_n(
+                ScheduleRequest::Rebalance,
+                self.rebalance_requests,
+            ));
+            self.rebalance_requests = 0;
             self.captures_changed = false;
             self.last_check_ms = Some(now_ms);
         }
 
         out.settled = !ops_in_flight && plan.group.is_empty() && !unassigned;
-        if !plan.group.is_empty() {
-            out.groups.push(plan.group);
-        }
+        out.groups = plan.group.split_by_key();
         out
     }
 
@@ -403,7 +486,16 @@ impl TableScheduler {
         out: &mut ScheduleOutcome,
     ) {
         let mut waiting = Vec::new();
-        for (table, target) in std::mem::take(&mut self.moves) {
+        for queued in std::mem::take(&mut self.moves) {
+            let QueuedMove {
+                table,
+                target,
+                retry,
+            } = queued.clone();
+            let request = ScheduleRequest::MoveTable {
+                table,
+                target: target.clone(),
+            };
             let reject = |reason: String| {
                 (
                     ScheduleRequest::MoveTable {
@@ -432,13 +524,18 @@ impl TableScheduler {
                 continue;
             };
             if hold.capture == target {
-                out.rejected.push(reject(format!(
-                    "table {table} is already on capture {target}"
-                )));
+                if retry {
+                    // The first run's move landed although its outcome was lost.
+                    out.started.push(request);
+                } else {
+                    out.rejected.push(reject(format!(
+                        "table {table} is already on capture {target}"
+                    )));
+                }
                 continue;
             }
             if hold.busy {
-                waiting.push((table, target));
+                waiting.push(queued);
                 continue;
             }
             plan.push(
@@ -450,6 +547,7 @@ impl TableScheduler {
                 },
             );
             hold.busy = true;
+            out.started.push(request);
         }
         self.moves = waiting;
     }

@@ -29,7 +29,9 @@ use rcdc_state::{
 };
 
 use super::ddl::{DdlBarrier, DdlStep};
-use super::feed_state::{task_key_deletes, AdminJob, FeedStateConfig, FeedStateMachine};
+use super::feed_state::{
+    only_task_keys_corrupt, task_key_deletes, AdminJob, FeedStateConfig, FeedStateMachine,
+};
 use super::gc::{GcConfig, GcManager, SafePointResult, UpdateSafePoint};
 use super::progress::{compute, ProgressWriter};
 use super::scheduler::{ScheduleRequest, SchedulerConfig, TableScheduler};
@@ -142,6 +144,10 @@ pub struct OwnerInput {
     pub requests: Vec<OwnerRequest>,
     /// Effect results since the last tick.
     pub results: Vec<OwnerEffectResult>,
+    /// The groups of the previous tick's output that did not commit (their indices); every
+    /// other group of it committed. This is the commit acknowledgement (target-design §3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped: Vec<usize>,
 }
 
 /// What a tick decided.
@@ -153,6 +159,10 @@ pub struct OwnerOutput {
     pub effects: Vec<OwnerEffect>,
     /// Requests refused, with the reason (answered to the API caller).
     pub rejected: Vec<(OwnerRequest, String)>,
+    /// Requests that took effect: the groups carrying their consequence committed (answered
+    /// to the API caller as done).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acknowledged: Vec<OwnerRequest>,
     /// How many changefeeds this tick visited (the rest were unchanged and idle).
     pub visited: usize,
 }
@@ -200,7 +210,33 @@ pub struct Owner {
     last_sweep_ms: Option<u64>,
     sweep_credit: u64,
     primed: bool,
+    /// What each group of the last output carries, in the output's order: its outcome, read
+    /// at the next tick, acknowledges or re-queues the inputs behind it.
+    #[serde(default)]
+    sent: Vec<(ChangefeedId, Carries)>,
+    /// Schedule requests carried out by the last output, per changefeed.
+    #[serde(default)]
+    started: BTreeMap<ChangefeedId, Vec<ScheduleRequest>>,
 }
+
+/// What a group of the owner's output carries (target-design §3: decisions are acknowledged
+/// by commit).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+enum Carries {
+    /// The feed state decision: an admin job and owner errors it consumed.
+    State,
+    /// Scheduler patches, and the schedule requests started with them.
+    Schedule,
+    /// A status write; the sink checkpoint is written once it committed.
+    Progress(Ts),
+    /// Repairs and deletes derived from the state on every visit: a drop only means the
+    /// changefeed is visited again.
+    Derived,
+}
+
+/// Independent deletes per group: each is a compare and an op, and a txn also carries the
+/// delete counter and the fence, within etcd's 128.
+const MAX_DELETES_PER_GROUP: usize = 100;
 
 impl Owner {
     /// A new owner (after winning the election).
@@ -216,6 +252,88 @@ impl Owner {
             last_sweep_ms: None,
             sweep_credit: 0,
             primed: false,
+            sent: Vec::new(),
+            started: BTreeMap::new(),
+        }
+    }
+
+    /// Reads the previous output's outcome: inputs behind committed groups are acknowledged,
+    /// those behind dropped groups go back to their queues; a committed status write releases
+    /// its sink checkpoint. Returns the changefeeds that must be visited again.
+    fn confirm(&mut self, input: &OwnerInput, out: &mut OwnerOutput) -> BTreeSet<ChangefeedId> {
+        let dropped: BTreeSet<usize> = input.dropped.iter().copied().collect();
+        let mut state_ok: BTreeMap<ChangefeedId, bool> = BTreeMap::new();
+        let mut schedule_ok: BTreeMap<ChangefeedId, bool> = BTreeMap::new();
+        let mut revisit = BTreeSet::new();
+        for (index, (id, carries)) in std::mem::take(&mut self.sent).into_iter().enumerate() {
+            let ok = !dropped.contains(&index);
+            if !ok {
+                revisit.insert(id.clone());
+            }
+            match carries {
+                Carries::State => {
+                    state_ok.insert(id, ok);
+                }
+                Carries::Schedule => *schedule_ok.entry(id).or_insert(true) &= ok,
+                Carries::Progress(checkpoint) if ok => {
+                    out.effects.push(OwnerEffect::WriteSinkCheckpoint {
+                        changefeed: id,
+                        checkpoint,
+                    });
+                }
+                Carries::Progress(_) | Carries::Derived => {}
+            }
+        }
+        for (id, ok) in state_ok {
+            if let Some(job) = self.feeds.get_mut(&id).and_then(|f| f.state.confirm(ok)) {
+                out.acknowledged.push(OwnerRequest::Admin(id, job));
+            }
+        }
+        for (id, started) in std::mem::take(&mut self.started) {
+            if schedule_ok.get(&id).copied().unwrap_or(true) {
+                out.acknowledged.extend(
+                    started
+                        .into_iter()
+                        .map(|r| OwnerRequest::Schedule(id.clone(), r)),
+                );
+            } else if let Some(f) = self.feeds.get_mut(&id) {
+                f.scheduler.requeue(started);
+            }
+        }
+        revisit
+    }
+
+    /// Forgets a changefeed whose info is gone, answering the admin jobs still queued for it:
+    /// a remove is done (its first commit may have landed unseen), anything else is refused.
+    fn forget(&mut self, id: &ChangefeedId, out: &mut OwnerOutput) {
+        self.settled.remove(id);
+        let Some(mut feed) = self.feeds.remove(id) else {
+            return;
+        };
+        for job in feed.state.drain_jobs() {
+            let request = OwnerRequest::Admin(id.clone(), job);
+            if job == AdminJob::Remove {
+                out.acknowledged.push(request);
+            } else {
+                out.rejected
+                    .push((request, format!("changefeed {id} was removed")));
+            }
+        }
+    }
+
+    /// Appends groups a visit produced, recording what each carries.
+    fn emit(
+        &mut self,
+        out: &mut OwnerOutput,
+        id: &ChangefeedId,
+        groups: impl IntoIterator<Item = (PatchGroup, Carries)>,
+    ) {
+        for (g, carries) in groups {
+            if g.is_empty() {
+                continue;
+            }
+            out.groups.push(g);
+            self.sent.push((id.clone(), carries));
         }
     }
 
@@ -234,6 +352,7 @@ impl Owner {
     /// One decision step.
     pub fn tick(&mut self, state: &GlobalState, input: &OwnerInput) -> OwnerOutput {
         let mut out = OwnerOutput::default();
+        let revisit = self.confirm(input, &mut out);
         self.take_results(state, input, &mut out);
         for req in &input.requests {
             match req {
@@ -280,49 +399,73 @@ impl Owner {
             for id in self.sweep(state, input.now_ms) {
                 visit.insert(id, true);
             }
+            for id in revisit {
+                visit.insert(id, true);
+            }
         }
         self.awake.clear();
         out.visited = visit.len();
         for (id, full) in visit {
             let Some(cf) = state.changefeed(&id) else {
                 // Every key is gone.
-                self.feeds.remove(&id);
-                self.settled.remove(&id);
+                self.forget(&id, &mut out);
                 continue;
             };
-            if cf.is_broken() {
+            if cf.is_broken() && !self.stop_broken(state, &id, cf) {
                 continue;
             }
             if cf.info.is_none() {
-                // Removed: clean whatever is left (facts §4.13).
-                let mut g = PatchGroup::new(format!("changefeed/{id}/cleanup"));
-                g.patches.push(Patch::new(layout.status(&id), Edit::Delete));
-                g.patches.extend(task_key_deletes(layout, &id, cf));
-                out.groups.push(g);
-                self.feeds.remove(&id);
-                self.settled.remove(&id);
+                // Removed: clean whatever is left (facts §4.13), in groups that fit a txn.
+                let mut deletes = vec![Patch::new(layout.status(&id), Edit::Delete)];
+                deletes.extend(task_key_deletes(layout, &id, cf));
+                let label = format!("changefeed/{id}/cleanup");
+                let groups = PatchGroup::chunks(&label, deletes, MAX_DELETES_PER_GROUP);
+                self.emit(
+                    &mut out,
+                    &id,
+                    groups.into_iter().map(|g| (g, Carries::Derived)),
+                );
+                self.forget(&id, &mut out);
                 continue;
             }
-            if let Some(repair) = preflight(state, &id, cf) {
-                out.groups.push(repair);
+            if let Some(repairs) = preflight(state, &id, cf) {
+                self.emit(
+                    &mut out,
+                    &id,
+                    repairs.into_iter().map(|g| (g, Carries::Derived)),
+                );
                 self.awake.insert(id, true);
                 continue;
             }
             let before = (out.groups.len(), out.effects.len());
-            let settled = self.tick_changefeed(state, &id, cf, input, full, &mut out);
+            let mut visit = Visit {
+                full,
+                ..Visit::default()
+            };
+            let settled = self.tick_changefeed(state, &id, cf, input, &mut visit, &mut out);
+            if !visit.started.is_empty() {
+                if visit.groups.iter().any(|(_, c)| *c == Carries::Schedule) {
+                    self.started.insert(id.clone(), visit.started);
+                } else {
+                    // Carried out with nothing to write (a rebalance already even).
+                    let started = visit.started.into_iter();
+                    out.acknowledged
+                        .extend(started.map(|r| OwnerRequest::Schedule(id.clone(), r)));
+                }
+            }
+            self.emit(&mut out, &id, visit.groups);
             if settled {
                 self.settled.insert(id.clone());
             } else {
                 self.settled.remove(&id);
             }
-            // A progress write is one group plus its sink-checkpoint effect, and is the only
-            // source of that effect.
-            let new_effects = &out.effects[before.1..];
-            let progress = new_effects
+            // A progress write is one group (its sink checkpoint follows the commit).
+            let new_groups = &self.sent[before.0..];
+            let progress = new_groups
                 .iter()
-                .filter(|e| matches!(e, OwnerEffect::WriteSinkCheckpoint { .. }))
+                .filter(|(_, c)| matches!(c, Carries::Progress(_)))
                 .count();
-            let other = out.groups.len() - before.0 > progress || new_effects.len() > progress;
+            let other = new_groups.len() > progress || out.effects.len() > before.1;
             let idle = self
                 .feeds
                 .get(&id)
@@ -449,17 +592,49 @@ impl Owner {
         }
     }
 
-    /// One changefeed's decisions. `full = false` (only progress reports changed since a
-    /// settled visit) skips the scheduler. Returns whether its tables are settled.
+    /// A broken changefeed (some key does not decode) whose info and status still decode
+    /// and whose corrupt keys are all task keys is stopped with an error naming them, so the
+    /// operator sees it (the API's `error`) and the retry after the backoff starts from clean
+    /// task keys. Any other broken changefeed is left alone: acting on a partial view of its
+    /// info could destroy it. Returns whether the visit may go on.
+    fn stop_broken(
+        &mut self,
+        state: &GlobalState,
+        id: &ChangefeedId,
+        cf: &ChangefeedState,
+    ) -> bool {
+        let layout = state.layout();
+        if !only_task_keys_corrupt(layout, cf) {
+            return false;
+        }
+        let running = cf
+            .info
+            .as_ref()
+            .is_some_and(|i| matches!(i.state, FeedState::Normal | FeedState::Error));
+        if running {
+            let keys: Vec<&str> = cf.corrupt.keys().map(String::as_str).collect();
+            let error = owner_error(
+                &self.config.addr,
+                "CDC:ErrDecodeFailed",
+                format!("task keys do not decode: {}", keys.join(", ")),
+            );
+            self.feed(id).state.report_error(error);
+        }
+        true
+    }
+
+    /// One changefeed's decisions. `visit.full = false` (only progress reports changed since
+    /// a settled visit) skips the scheduler. Returns whether its tables are settled.
     fn tick_changefeed(
         &mut self,
         state: &GlobalState,
         id: &ChangefeedId,
         cf: &ChangefeedState,
         input: &OwnerInput,
-        full: bool,
+        visit: &mut Visit,
         out: &mut OwnerOutput,
     ) -> bool {
+        let full = visit.full;
         let layout = state.layout();
         let now = input.now_ms;
         let Some(info) = cf.info.as_ref() else {
@@ -477,11 +652,19 @@ impl Owner {
             out.rejected
                 .push((OwnerRequest::Admin(id.clone(), job), why));
         }
-        if !decision.patches.is_empty() {
-            let mut g = PatchGroup::new(format!("changefeed/{id}/state"));
-            g.patches = decision.patches;
-            out.groups.push(g);
+        if let Some(job) = decision.done_job {
+            out.acknowledged.push(OwnerRequest::Admin(id.clone(), job));
         }
+        // The state change first; the task-key deletes it implies follow in their own
+        // groups (many captures mean many keys), re-derived each visit until they are gone.
+        let mut g = PatchGroup::new(format!("changefeed/{id}/state"));
+        g.patches = decision.patches;
+        visit.groups.push((g, Carries::State));
+        let label = format!("changefeed/{id}/stop-tasks");
+        let cleanup = PatchGroup::chunks(&label, decision.cleanup, MAX_DELETES_PER_GROUP);
+        visit
+            .groups
+            .extend(cleanup.into_iter().map(|g| (g, Carries::Derived)));
         if !decision.should_run {
             feed.tables = None;
             feed.ddl = None;
@@ -502,14 +685,29 @@ impl Owner {
             let sched = feed
                 .scheduler
                 .tick(layout, cf, captures, &tables, checkpoint, now);
-            if let Some(e) = &sched.error {
+            if let Some(e) = sched.error {
+                // Stuck (a table held twice, an undecodable task status): an error of the
+                // changefeed, so the operator sees it and the retry starts from clean keys.
                 tracing::error!(changefeed = %id, error = %e, "scheduling stopped");
+                let code = if e.starts_with("ErrTableListenReplicated") {
+                    "CDC:ErrTableListenReplicated"
+                } else {
+                    "CDC:ErrSchedulerStuck"
+                };
+                let addr = self.config.addr.clone();
+                self.feed(id)
+                    .state
+                    .report_error(owner_error(&addr, code, e));
+                return false;
             }
             for (req, why) in sched.rejected {
                 out.rejected
                     .push((OwnerRequest::Schedule(id.clone(), req), why));
             }
-            out.groups.extend(sched.groups);
+            visit.started.extend(sched.started);
+            visit
+                .groups
+                .extend(sched.groups.into_iter().map(|g| (g, Carries::Schedule)));
             if !sched.settled {
                 return false;
             }
@@ -538,19 +736,40 @@ impl Owner {
         let barrier = ddl.barrier().min(target);
         if let Some(progress) = compute(cf, barrier) {
             if let Some(p) = feed.progress.tick(layout, cf, progress, now) {
+                // The sink's checkpoint follows once this write committed (see `confirm`):
+                // the sink must never claim more than etcd says.
                 let mut g = PatchGroup::new(format!("changefeed/{id}/progress"));
                 g.patches.push(p);
-                out.groups.push(g);
-                out.effects.push(OwnerEffect::WriteSinkCheckpoint {
-                    changefeed: id.clone(),
-                    checkpoint: progress.checkpoint_ts,
-                });
+                visit
+                    .groups
+                    .push((g, Carries::Progress(progress.checkpoint_ts)));
             }
             if progress.checkpoint_ts >= target {
                 feed.state.mark_finished();
             }
         }
         true
+    }
+}
+
+/// What one visit of a changefeed produced besides the owner's output.
+#[derive(Default)]
+struct Visit {
+    /// Input: run the scheduler (not only progress).
+    full: bool,
+    /// Groups, with what each carries.
+    groups: Vec<(PatchGroup, Carries)>,
+    /// Schedule requests carried out by `groups`.
+    started: Vec<ScheduleRequest>,
+}
+
+/// An error the owner records on a changefeed.
+fn owner_error(addr: &str, code: &str, message: String) -> rcdc_state::model::RunningError {
+    rcdc_state::model::RunningError {
+        addr: addr.to_owned(),
+        code: code.into(),
+        message,
+        extra: Default::default(),
     }
 }
 
@@ -567,23 +786,24 @@ fn result_changefeed(r: &OwnerEffectResult) -> Option<&ChangefeedId> {
 }
 
 /// Metadata repair before any decision (facts §4.7); `None` when nothing needs repair (the
-/// common case, so the group and its label are only built when needed).
-fn preflight(state: &GlobalState, id: &ChangefeedId, cf: &ChangefeedState) -> Option<PatchGroup> {
+/// common case, so no group or label is built). The deletes go in groups of at most
+/// [`MAX_DELETES_PER_GROUP`]: many captures may have died at once.
+fn preflight(
+    state: &GlobalState,
+    id: &ChangefeedId,
+    cf: &ChangefeedState,
+) -> Option<Vec<PatchGroup>> {
     let layout = state.layout();
-    let mut g: Option<PatchGroup> = None;
-    let mut push = |key: String, edit: Edit| {
-        g.get_or_insert_with(|| PatchGroup::new(format!("changefeed/{id}/preflight")))
-            .push(key, edit);
-    };
+    let mut patches: Vec<Patch> = Vec::new();
     if let (None, Some(info)) = (&cf.status, &cf.info) {
         let start = info.start_ts().prev();
-        push(
+        patches.push(Patch::new(
             layout.status(id),
             Edit::ChangefeedStatus(StatusEdit::Advance {
                 resolved_ts: start,
                 checkpoint_ts: start,
             }),
-        );
+        ));
     }
     // Task keys of captures that are gone. Both sides are in capture order, so one walk
     // finds them (a lookup per task key was a large part of a visit at 100 captures).
@@ -600,15 +820,19 @@ fn preflight(state: &GlobalState, id: &ChangefeedId, cf: &ChangefeedState) -> Op
             })
     }
     for c in gone(&cf.task_statuses, live) {
-        push(layout.task_status(c, id), Edit::Delete);
+        patches.push(Patch::new(layout.task_status(c, id), Edit::Delete));
     }
     for c in gone(&cf.task_positions, live) {
-        push(layout.task_position(c, id), Edit::Delete);
+        patches.push(Patch::new(layout.task_position(c, id), Edit::Delete));
     }
     for c in gone(&cf.workloads, live) {
-        push(layout.task_workload(c, id), Edit::Delete);
+        patches.push(Patch::new(layout.task_workload(c, id), Edit::Delete));
     }
-    g
+    if patches.is_empty() {
+        return None;
+    }
+    let label = format!("changefeed/{id}/preflight");
+    Some(PatchGroup::chunks(&label, patches, MAX_DELETES_PER_GROUP))
 }
 
 #[cfg(test)]

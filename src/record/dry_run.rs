@@ -30,6 +30,7 @@ pub fn dry_run(
         ..Default::default()
     });
     let mut results = Vec::new();
+    let mut dropped = Vec::new();
     for n in 1..=ticks {
         let mut state = GlobalState::new(layout.clone());
         for (k, v) in &kv {
@@ -39,10 +40,11 @@ pub fn dry_run(
             now_ms: now_ms + (n - 1) * tick_ms,
             requests: vec![],
             results: std::mem::take(&mut results),
+            dropped: std::mem::take(&mut dropped),
         };
         let decided = owner.tick(&state, &input);
         write_decisions(out, n, &input, &decided)?;
-        for g in &decided.groups {
+        for (index, g) in decided.groups.iter().enumerate() {
             for p in &g.patches {
                 match p.apply(kv.get(&p.key).map(Vec::as_slice)) {
                     Ok(PatchOutcome::Put(v)) => {
@@ -52,7 +54,10 @@ pub fn dry_run(
                         kv.remove(&p.key);
                     }
                     Ok(PatchOutcome::Unchanged) => {}
-                    Err(e) => writeln!(out, "  (group {} would be dropped: {e})", g.label)?,
+                    Err(e) => {
+                        writeln!(out, "  (group {} would be dropped: {e})", g.label)?;
+                        dropped.push(index);
+                    }
                 }
             }
         }

@@ -90,6 +90,43 @@ impl PatchGroup {
     pub fn is_empty(&self) -> bool {
         self.patches.is_empty()
     }
+
+    /// One group per key, in order of each key's first patch, labelled `<label> <key>`: for
+    /// decisions whose keys may each be committed on their own, so that no group grows with
+    /// the number of keys a decision touches.
+    pub fn split_by_key(self) -> Vec<PatchGroup> {
+        let mut order: Vec<String> = Vec::new();
+        let mut by_key: std::collections::BTreeMap<String, Vec<Patch>> = Default::default();
+        for p in self.patches {
+            if !by_key.contains_key(&p.key) {
+                order.push(p.key.clone());
+            }
+            by_key.entry(p.key.clone()).or_default().push(p);
+        }
+        order
+            .into_iter()
+            .map(|key| PatchGroup {
+                label: format!("{} {key}", self.label),
+                patches: by_key.remove(&key).unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// Splits `patches` into groups of at most `max` patches each, labelled `<label> #<n>`:
+    /// for independent deletes that would otherwise exceed a txn's op limit.
+    pub fn chunks(label: &str, patches: Vec<Patch>, max: usize) -> Vec<PatchGroup> {
+        let max = max.max(1);
+        let mut out = Vec::new();
+        let mut it = patches.into_iter().peekable();
+        while it.peek().is_some() {
+            let chunk: Vec<Patch> = it.by_ref().take(max).collect();
+            out.push(PatchGroup {
+                label: format!("{label} #{}", out.len() + 1),
+                patches: chunk,
+            });
+        }
+        out
+    }
 }
 
 /// The edits a patch can make.

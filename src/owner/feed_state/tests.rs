@@ -57,7 +57,8 @@ impl Tester {
         let empty = ChangefeedState::default();
         let cf = state.changefeed(&CF.into()).unwrap_or(&empty);
         let d = m.tick(&self.layout, cf, now_ms);
-        for p in &d.patches {
+        m.confirm(true);
+        for p in d.patches.iter().chain(&d.cleanup) {
             match p
                 .apply(self.kv.get(&p.key).map(Vec::as_slice))
                 .expect("patch applies")
@@ -185,7 +186,7 @@ fn errors_back_off_exponentially_before_reinitialising() {
             "processors are stopped during the backoff"
         );
         // Not before the delay...
-        let waited = m.retry_at_ms.expect("retry scheduled") - now;
+        let waited = m.timing.retry_at_ms.expect("retry scheduled") - now;
         delays.push(waited);
         assert!(!t.tick(&mut m, now + waited - 1).should_run);
         // ...then again.
@@ -256,7 +257,7 @@ fn a_healthy_period_resets_the_backoff() {
     for now in [0, 1_000, 3_000] {
         t.processor_error("CDC:ErrProcessorUnknown");
         t.tick(&mut m, now);
-        let retry = m.retry_at_ms.unwrap_or(now);
+        let retry = m.timing.retry_at_ms.unwrap_or(now);
         t.tick(&mut m, retry);
     }
     assert!(m.backoff_ms() > 1_000);

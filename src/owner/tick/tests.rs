@@ -25,6 +25,13 @@ struct Cluster {
     seen: BTreeMap<String, Vec<u8>>,
     /// Changefeeds visited by the last tick.
     visited: usize,
+    /// Requests the owner acknowledged (their consequence committed).
+    acknowledged: Vec<OwnerRequest>,
+    /// Groups for which this returns true are reported dropped to the next tick; with
+    /// `landed`, they are applied all the same (an indeterminate txn that did land).
+    drop_if: Option<fn(&PatchGroup) -> bool>,
+    landed: bool,
+    dropped_next: Vec<usize>,
 }
 
 impl Cluster {
@@ -56,6 +63,10 @@ impl Cluster {
             upstream_now: 1_000_000_000,
             live: GlobalState::default(),
             seen: BTreeMap::new(),
+            acknowledged: vec![],
+            drop_if: None,
+            landed: false,
+            dropped_next: vec![],
             visited: 0,
         }
     }
@@ -70,6 +81,7 @@ impl Cluster {
         self.now += 100;
         let input = OwnerInput {
             now_ms: self.now,
+            dropped: std::mem::take(&mut self.dropped_next),
             ..input
         };
         // Apply what changed since the last tick, as the worker would.
@@ -86,7 +98,13 @@ impl Cluster {
         let out = self.owner.tick(&self.live, &input);
         self.live.clear_changes();
         self.visited = out.visited;
-        for g in out.groups {
+        for (index, g) in out.groups.into_iter().enumerate() {
+            if self.drop_if.is_some_and(|f| f(&g)) {
+                self.dropped_next.push(index);
+                if !self.landed {
+                    continue;
+                }
+            }
             for p in g.patches {
                 match p
                     .apply(self.kv.get(&p.key).map(Vec::as_slice))
@@ -104,6 +122,7 @@ impl Cluster {
         }
         self.effects.extend(out.effects);
         self.rejected.extend(out.rejected);
+        self.acknowledged.extend(out.acknowledged);
     }
     fn tick(&mut self) {
         self.tick_with(OwnerInput::default());
@@ -456,3 +475,5 @@ fn progress_never_passes_a_table_nobody_can_take() {
         "checkpoint waits for the orphaned tables"
     );
 }
+
+mod ack;
