@@ -14,15 +14,14 @@ use rcdc_state::model::ChangeFeedInfo;
 use rcdc_state::{ChangefeedId, TableId, Ts};
 
 use crate::event::TableEvent;
-use crate::owner::gc::UpdateSafePoint;
+use crate::owner::gc::{upstream_of, UpdateSafePoint};
 use crate::owner::runtime::OwnerUpstream;
 use crate::pipeline::table::TableSource;
 use crate::processor::runtime::PipelineFactory;
 use crate::sink::{open_checkpoint_writer, open_table_sink, parse_sink_uri, TableIdent, TableSink};
 use crate::upstream::{parse_upstream_uri, Upstream};
 
-/// The `ChangeFeedInfo` field naming a changefeed's upstream (rcdc's additive field).
-pub const UPSTREAM_URI_FIELD: &str = "upstream-uri";
+pub use crate::owner::gc::UPSTREAM_URI_FIELD;
 
 /// Upstreams by URI, sinks by changefeed info, time from an injected clock.
 pub struct DataPlane {
@@ -41,12 +40,14 @@ impl DataPlane {
         }
     }
 
+    /// The upstream URI of changefeeds whose info names none.
+    pub fn default_upstream(&self) -> &str {
+        &self.default_upstream
+    }
+
     /// The upstream URI of a changefeed.
     pub fn upstream_uri<'a>(&'a self, info: &'a ChangeFeedInfo) -> &'a str {
-        info.extra
-            .get(UPSTREAM_URI_FIELD)
-            .and_then(|v| v.as_str())
-            .unwrap_or(&self.default_upstream)
+        upstream_of(info, &self.default_upstream)
     }
 
     /// The shared upstream for `uri`, parsed once.
@@ -93,23 +94,21 @@ impl OwnerUpstream for DataPlane {
     }
 
     fn update_gc_safe_point(&self, update: &UpdateSafePoint) -> Result<Ts, String> {
-        // Every upstream in use holds our safe point; the answer is the highest minimum, so a
-        // checkpoint behind any of them counts as lost.
-        let upstreams: Vec<Arc<dyn Upstream>> = self.upstreams.lock().values().cloned().collect();
-        let now_ms = self.clock.now_ms();
-        let mut min = Ts(0);
-        for u in upstreams {
-            let m = u
-                .update_service_safe_point(
-                    &update.service_id,
-                    update.ttl_secs,
-                    update.safe_point,
-                    now_ms,
-                )
-                .map_err(|e| e.to_string())?;
-            min = min.max(m);
-        }
-        Ok(min)
+        // Only the upstream the push names: another upstream's GC says nothing about the
+        // data of this one's changefeeds (issue #11). Opened here if no pipeline has yet, so
+        // the owner protects an upstream before any table of it runs in this capture.
+        let uri = match update.upstream.as_str() {
+            "" => &self.default_upstream,
+            uri => uri,
+        };
+        self.upstream(uri)?
+            .update_service_safe_point(
+                &update.service_id,
+                update.ttl_secs,
+                update.safe_point,
+                self.clock.now_ms(),
+            )
+            .map_err(|e| e.to_string())
     }
 
     fn write_sink_checkpoint(
@@ -183,3 +182,6 @@ impl TableSource for UpstreamSource {
             .map_err(|e| e.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -87,6 +87,7 @@ async fn server(flags: ServerFlags) -> anyhow::Result<()> {
         upstream: resolved.upstream.clone(),
         session_ttl: resolved.capture_session_ttl,
         owner_flush_interval: resolved.owner_flush_interval,
+        gc_ttl: resolved.gc_ttl,
         processor_flush_interval: resolved.processor_flush_interval,
         tz,
         config_json: resolved.to_json(),

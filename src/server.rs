@@ -21,6 +21,7 @@ use crate::capture::roles::ClusterRoles;
 use crate::capture::run::{run, CaptureConfig, CaptureStatus};
 use crate::data_plane::DataPlane;
 use crate::meta::Meta;
+use crate::owner::gc::GcConfig;
 use crate::owner::tick::OwnerConfig;
 use crate::pipeline::table::TablePipelineConfig;
 use crate::processor::ProcessorConfig;
@@ -42,6 +43,8 @@ pub struct ServerConfig {
     pub session_ttl: Duration,
     /// `owner-flush-interval`.
     pub owner_flush_interval: Duration,
+    /// `gc-ttl`: the TTL of every service GC safe point the owner sets.
+    pub gc_ttl: Duration,
     /// `processor-flush-interval`.
     pub processor_flush_interval: Duration,
     /// `--tz`.
@@ -88,10 +91,7 @@ pub async fn serve(
     let roles = ClusterRoles {
         upstream: plane.clone(),
         pipelines: plane,
-        owner: OwnerConfig {
-            flush_interval_ms: config.owner_flush_interval.as_millis() as u64,
-            ..Default::default()
-        },
+        owner: owner_config(&config),
         processor: ProcessorConfig::default(),
         table: TablePipelineConfig::default(),
         owner_handle: owner_handle.clone(),
@@ -142,6 +142,21 @@ pub async fn serve(
     Ok(())
 }
 
+/// The owner's settings from the server's (its `addr` is filled in per capture).
+pub fn owner_config(config: &ServerConfig) -> OwnerConfig {
+    OwnerConfig {
+        flush_interval_ms: config.owner_flush_interval.as_millis() as u64,
+        gc: GcConfig {
+            ttl_secs: config.gc_ttl.as_secs(),
+            // Changefeeds naming no upstream use this one; the owner must know it to give
+            // them and those naming it explicitly one safe point between them.
+            default_upstream: config.upstream.clone(),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
 /// Connects to etcd, retrying with backoff until it answers or shutdown is requested.
 async fn connect(endpoints: &[String], shutdown: &mut watch::Receiver<bool>) -> Option<EtcdStore> {
     let mut backoff = Duration::from_millis(200);
@@ -159,3 +174,6 @@ async fn connect(endpoints: &[String], shutdown: &mut watch::Receiver<bool>) -> 
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
+
+#[cfg(test)]
+mod tests;

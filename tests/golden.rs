@@ -206,9 +206,10 @@ impl Sim {
                         upto: Ts(1_000_000_000),
                     })
                 }
-                OwnerEffect::UpdateGcSafePoint(_) => {
+                OwnerEffect::UpdateGcSafePoint(u) => {
                     self.results
                         .push(OwnerEffectResult::GcSafePoint(SafePointResult::Updated {
+                            upstream: u.upstream,
                             min_safe_point: Ts(self.gc_min),
                         }))
                 }

@@ -1,18 +1,36 @@
-//! The GC safe point (facts §4.12): the owner keeps the upstream from garbage-collecting
-//! data a changefeed still needs, by pushing `min checkpoint − 1` over live changefeeds as an
-//! effect to the upstream's GC interface, and fails a changefeed whose checkpoint fell behind
-//! the upstream's safe point (its data is gone).
+//! The GC safe points (facts §4.12): the owner keeps each upstream from garbage-collecting
+//! data a changefeed still needs, by pushing `min checkpoint − 1` over that upstream's live
+//! changefeeds as an effect to its GC interface, and fails a changefeed whose checkpoint fell
+//! behind its own upstream's safe point (its data is gone).
+//!
+//! Safe points are per upstream (issue #11): a changefeed's upstream is its info's
+//! `upstream-uri`, else [`GcConfig::default_upstream`]. One safe point over every upstream
+//! would let one upstream's GC, far ahead, fail changefeeds of another.
 //!
 //! Fixed TiCDC v5 behaviour: the safe point is checkpoint − 1, not the checkpoint (§8.13);
 //! with no live changefeed nothing is pushed (v5 sent u64::MAX); the lost-snapshot check
 //! applies only to changefeeds that should run (a stopped one is never flipped to error,
 //! §8.12).
 
-use rcdc_state::model::{FeedState, RunningError};
+use std::collections::BTreeMap;
+
+use rcdc_state::model::{ChangeFeedInfo, FeedState, RunningError};
 use rcdc_state::{GlobalState, Ts};
 
 /// TiCDC's service id for the safe point.
 pub const SERVICE_ID: &str = "ticdc";
+
+/// The `ChangeFeedInfo` field naming a changefeed's upstream (rcdc's additive field).
+pub const UPSTREAM_URI_FIELD: &str = "upstream-uri";
+
+/// The upstream URI of a changefeed: its `upstream-uri` field, else `default` (the cluster's
+/// `cdc server --upstream`).
+pub fn upstream_of<'a>(info: &'a ChangeFeedInfo, default: &'a str) -> &'a str {
+    info.extra
+        .get(UPSTREAM_URI_FIELD)
+        .and_then(|v| v.as_str())
+        .unwrap_or(default)
+}
 
 /// GC settings.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -21,6 +39,11 @@ pub struct GcConfig {
     pub ttl_secs: u64,
     /// How often to push (TiCDC: 1 min; the first tick always pushes).
     pub update_interval_ms: u64,
+    /// The upstream of changefeeds whose info names none (`cdc server --upstream`), so that
+    /// a changefeed naming that URI explicitly shares its safe point. Empty means "the
+    /// runtime's default upstream" (owners configured before safe points were per upstream).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub default_upstream: String,
 }
 
 impl Default for GcConfig {
@@ -28,6 +51,7 @@ impl Default for GcConfig {
         Self {
             ttl_secs: 86_400,
             update_interval_ms: 60_000,
+            default_upstream: String::new(),
         }
     }
 }
@@ -35,6 +59,10 @@ impl Default for GcConfig {
 /// The effect the runtime executes against the upstream.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UpdateSafePoint {
+    /// The upstream URI to push to; empty: the runtime's default upstream (then left out of
+    /// the JSON, which is exactly the effect of recordings made before issue #11).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub upstream: String,
     /// Always [`SERVICE_ID`].
     pub service_id: String,
     /// TTL of the service safe point.
@@ -43,25 +71,103 @@ pub struct UpdateSafePoint {
     pub safe_point: Ts,
 }
 
-/// The upstream's answer.
+/// The upstream's answer to one [`UpdateSafePoint`].
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SafePointResult {
     /// Accepted; the upstream's current minimum service safe point.
     Updated {
+        /// The push's [`UpdateSafePoint::upstream`].
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        upstream: String,
         /// GC will not pass this ts.
         min_safe_point: Ts,
     },
     /// The call failed.
-    Failed(String),
+    Failed {
+        /// The push's [`UpdateSafePoint::upstream`].
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        upstream: String,
+        /// Why.
+        error: String,
+    },
 }
 
-/// Tracks the safe point for the owner.
+impl SafePointResult {
+    /// The result of executing `update`: the upstream's minimum safe point, or why not.
+    pub fn answer(update: &UpdateSafePoint, answer: Result<Ts, String>) -> Self {
+        let upstream = update.upstream.clone();
+        match answer {
+            Ok(min_safe_point) => Self::Updated {
+                upstream,
+                min_safe_point,
+            },
+            Err(error) => Self::Failed { upstream, error },
+        }
+    }
+
+    /// The upstream URI the answer is from.
+    pub fn upstream(&self) -> &str {
+        match self {
+            Self::Updated { upstream, .. } | Self::Failed { upstream, .. } => upstream,
+        }
+    }
+}
+
+/// What the owner knows of one upstream's GC.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct UpstreamGc {
+    /// The last successful push, or the first push while none has succeeded: failing for a
+    /// TTL from here means our service safe point may have lapsed.
+    since_ms: u64,
+    /// The upstream's minimum service safe point at its last answer.
+    min_safe_point: Option<Ts>,
+}
+
+/// Tracks the safe point of every upstream in use for the owner.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(from = "GcManagerSerde")]
 pub struct GcManager {
     config: GcConfig,
+    /// The last push round (every upstream is pushed in the same round).
     last_push_ms: Option<u64>,
+    /// By upstream URI ("" is the runtime's default, see [`GcConfig::default_upstream`]).
+    upstreams: BTreeMap<String, UpstreamGc>,
+}
+
+/// [`GcManager`] as read from a recording's resume line. It also takes the fields of the
+/// single-upstream manager, so that recordings made before safe points were per upstream
+/// resume with the same memory.
+#[derive(serde::Deserialize)]
+struct GcManagerSerde {
+    config: GcConfig,
+    #[serde(default)]
+    last_push_ms: Option<u64>,
+    #[serde(default)]
+    upstreams: BTreeMap<String, UpstreamGc>,
+    #[serde(default)]
     last_success_ms: Option<u64>,
+    #[serde(default)]
     upstream_min: Option<Ts>,
+}
+
+impl From<GcManagerSerde> for GcManager {
+    fn from(s: GcManagerSerde) -> Self {
+        let mut upstreams = s.upstreams;
+        if s.last_success_ms.is_some() || s.upstream_min.is_some() {
+            // The old manager knew one upstream: the default one.
+            upstreams
+                .entry(s.config.default_upstream.clone())
+                .or_insert(UpstreamGc {
+                    since_ms: s.last_success_ms.unwrap_or(0),
+                    min_safe_point: s.upstream_min,
+                });
+        }
+        Self {
+            config: s.config,
+            last_push_ms: s.last_push_ms,
+            upstreams,
+        }
+    }
 }
 
 /// Whether a changefeed in this state holds back GC.
@@ -70,6 +176,14 @@ fn holds_gc(state: FeedState) -> bool {
         state,
         FeedState::Normal | FeedState::Stopped | FeedState::Error
     )
+}
+
+/// An upstream URI for messages: secrets masked, the empty default named.
+pub fn describe_upstream(uri: &str) -> String {
+    match uri {
+        "" => "the default upstream".to_owned(),
+        uri => crate::sink::mask_uri(uri),
+    }
 }
 
 impl GcManager {
@@ -81,55 +195,98 @@ impl GcManager {
         }
     }
 
-    /// The push to make this tick, if it is time and a live changefeed exists.
-    pub fn tick(&mut self, state: &GlobalState, now_ms: u64) -> Option<UpdateSafePoint> {
+    /// The pushes to make this tick: when a round is due, one per upstream that has live
+    /// changefeeds, each `min checkpoint − 1` over that upstream's changefeeds, in URI
+    /// order. An upstream without live changefeeds gets none, so its service safe point
+    /// lapses after the TTL (as with TiCDC, whose entry expires when nothing renews it).
+    pub fn tick(&mut self, state: &GlobalState, now_ms: u64) -> Vec<UpdateSafePoint> {
         if self
             .last_push_ms
             .is_some_and(|t| now_ms.saturating_sub(t) < self.config.update_interval_ms)
         {
-            return None;
+            return vec![];
         }
-        let min = state
-            .changefeeds()
-            .values()
-            .filter_map(|cf| {
-                let info = cf.info.as_ref()?;
-                holds_gc(info.state).then(|| info.checkpoint_ts(cf.status.as_ref()))
-            })
-            .min()?;
+        let mut mins: BTreeMap<&str, Ts> = BTreeMap::new();
+        for cf in state.changefeeds().values() {
+            let Some(info) = cf.info.as_ref().filter(|i| holds_gc(i.state)) else {
+                continue;
+            };
+            let checkpoint = info.checkpoint_ts(cf.status.as_ref());
+            let min = mins
+                .entry(upstream_of(info, &self.config.default_upstream))
+                .or_insert(checkpoint);
+            *min = (*min).min(checkpoint);
+        }
+        if mins.is_empty() {
+            return vec![];
+        }
         self.last_push_ms = Some(now_ms);
-        Some(UpdateSafePoint {
-            service_id: SERVICE_ID.to_owned(),
-            ttl_secs: self.config.ttl_secs,
-            safe_point: min.prev(),
-        })
+        // Nothing is checked against an upstream without live changefeeds; if one comes
+        // back, its failure clock restarts at its next push.
+        self.upstreams
+            .retain(|uri, _| mins.contains_key(uri.as_str()));
+        mins.into_iter()
+            .map(|(uri, min)| {
+                self.upstreams.entry(uri.to_owned()).or_insert(UpstreamGc {
+                    since_ms: now_ms,
+                    min_safe_point: None,
+                });
+                UpdateSafePoint {
+                    upstream: uri.to_owned(),
+                    service_id: SERVICE_ID.to_owned(),
+                    ttl_secs: self.config.ttl_secs,
+                    safe_point: min.prev(),
+                }
+            })
+            .collect()
     }
 
-    /// Feeds back the result of the last push. Returns an error for the owner to surface
-    /// when pushes have failed for longer than the TTL (the safe point may have lapsed).
+    /// Feeds back the answer to one push. Returns an error for the owner to surface when
+    /// pushes to that upstream have failed for longer than the TTL (its safe point may have
+    /// lapsed).
     pub fn on_result(&mut self, result: SafePointResult, now_ms: u64) -> Option<String> {
+        let ttl_ms = self.config.ttl_secs.saturating_mul(1_000);
+        let ttl_secs = self.config.ttl_secs;
         match result {
-            SafePointResult::Updated { min_safe_point } => {
-                self.last_success_ms = Some(now_ms);
-                self.upstream_min = Some(min_safe_point);
+            SafePointResult::Updated {
+                upstream,
+                min_safe_point,
+            } => {
+                let u = self.known(upstream, now_ms);
+                u.since_ms = now_ms;
+                u.min_safe_point = Some(min_safe_point);
                 None
             }
-            SafePointResult::Failed(e) => {
-                let since = self.last_success_ms.unwrap_or(0);
-                (now_ms.saturating_sub(since) >= self.config.ttl_secs * 1_000).then(|| {
-                    format!(
-                        "GC safe point not updated for over {} s: {e}",
-                        self.config.ttl_secs
-                    )
+            SafePointResult::Failed { upstream, error } => {
+                let what = describe_upstream(&upstream);
+                let since = self.known(upstream, now_ms).since_ms;
+                (now_ms.saturating_sub(since) >= ttl_ms).then(|| {
+                    format!("GC safe point of {what} not updated for over {ttl_secs} s: {error}")
                 })
             }
         }
     }
 
-    /// The error for a running changefeed whose checkpoint is already behind the upstream's
-    /// safe point: its snapshot is lost (a fast-fail error).
-    pub fn check_checkpoint(&self, checkpoint: Ts, addr: &str) -> Option<RunningError> {
-        let min = self.upstream_min?;
+    /// The upstream's entry. An answer from an upstream the last round did not push to (its
+    /// changefeeds went away meanwhile) is kept until the next round forgets it.
+    fn known(&mut self, uri: String, now_ms: u64) -> &mut UpstreamGc {
+        self.upstreams.entry(uri).or_insert(UpstreamGc {
+            since_ms: now_ms,
+            min_safe_point: None,
+        })
+    }
+
+    /// The error for a running changefeed whose checkpoint is already behind its own
+    /// upstream's safe point: its snapshot is lost (a fast-fail error). Other upstreams'
+    /// GC says nothing about its data.
+    pub fn check_checkpoint(
+        &self,
+        info: &ChangeFeedInfo,
+        checkpoint: Ts,
+        addr: &str,
+    ) -> Option<RunningError> {
+        let upstream = upstream_of(info, &self.config.default_upstream);
+        let min = self.upstreams.get(upstream)?.min_safe_point?;
         (checkpoint < min).then(|| RunningError {
             addr: addr.to_owned(),
             code: "CDC:ErrSnapshotLostByGC".to_owned(),

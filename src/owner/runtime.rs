@@ -47,7 +47,8 @@ pub trait OwnerUpstream: Send + Sync + 'static {
         info: &ChangeFeedInfo,
         after: Ts,
     ) -> Result<(Option<Ts>, Ts), String>;
-    /// Sets the service GC safe point; returns the upstream's minimum safe point.
+    /// Sets the service GC safe point on the upstream `update.upstream` names (empty: the
+    /// default upstream); returns that upstream's minimum safe point.
     fn update_gc_safe_point(&self, update: &UpdateSafePoint) -> Result<Ts, String>;
     /// Records the changefeed checkpoint in its sink.
     fn write_sink_checkpoint(
@@ -375,10 +376,8 @@ fn run_effect(
                 }
             }
             OwnerEffect::UpdateGcSafePoint(update) => {
-                OwnerEffectResult::GcSafePoint(match upstream.update_gc_safe_point(&update) {
-                    Ok(min_safe_point) => SafePointResult::Updated { min_safe_point },
-                    Err(e) => SafePointResult::Failed(e),
-                })
+                let answer = upstream.update_gc_safe_point(&update);
+                OwnerEffectResult::GcSafePoint(SafePointResult::answer(&update, answer))
             }
         }
     })

@@ -476,7 +476,7 @@ impl Owner {
                 self.awake.entry(id).or_insert(false);
             }
         }
-        if let Some(push) = self.gc.tick(state, input.now_ms) {
+        for push in self.gc.tick(state, input.now_ms) {
             out.effects.push(OwnerEffect::UpdateGcSafePoint(push));
         }
         out
@@ -642,7 +642,10 @@ impl Owner {
         };
         let checkpoint = info.checkpoint_ts(cf.status.as_ref());
         if matches!(info.state, FeedState::Normal) {
-            if let Some(e) = self.gc.check_checkpoint(checkpoint, &self.config.addr) {
+            if let Some(e) = self
+                .gc
+                .check_checkpoint(info, checkpoint, &self.config.addr)
+            {
                 self.feed(id).state.report_error(e);
             }
         }

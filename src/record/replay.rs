@@ -317,7 +317,12 @@ pub fn write_decisions(
                 format!("ask for {changefeed}'s next DDL after {after}")
             }
             OwnerEffect::UpdateGcSafePoint(u) => {
-                format!("set GC safe point {} (ttl {} s)", u.safe_point, u.ttl_secs)
+                format!(
+                    "set GC safe point {} on {} (ttl {} s)",
+                    u.safe_point,
+                    crate::owner::gc::describe_upstream(&u.upstream),
+                    u.ttl_secs
+                )
             }
             OwnerEffect::WriteSinkCheckpoint {
                 changefeed,

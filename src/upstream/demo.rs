@@ -170,6 +170,13 @@ impl DemoUpstream {
         &self.config
     }
 
+    /// `service`'s stored service safe point and its expiry (Unix ms), if any (expired
+    /// entries are dropped only by the next update, as PD does).
+    pub fn service_safe_point(&self, service: &str) -> Option<(Ts, u64)> {
+        let services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
+        services.get(service).copied()
+    }
+
     /// The oldest ts whose snapshot is still kept at `at` (0 with infinite retention).
     pub fn gc_horizon(&self, at: Ts) -> Ts {
         match self.config.retention_ms {

@@ -383,6 +383,7 @@ fn a_lost_snapshot_fails_the_changefeed() {
     c.run_until_settled(2_000, &[1]);
     c.tick_with(OwnerInput {
         results: vec![OwnerEffectResult::GcSafePoint(SafePointResult::Updated {
+            upstream: String::new(),
             min_safe_point: Ts(10_000),
         })],
         ..Default::default()
