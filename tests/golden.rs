@@ -170,6 +170,7 @@ impl Sim {
             now_ms: self.now,
             requests: std::mem::take(&mut self.requests),
             results: std::mem::take(&mut self.results),
+            dropped: vec![],
         };
         let out = self.owner.tick(&self.live, &input);
         self.rec.tick(&input, &out);

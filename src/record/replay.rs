@@ -302,6 +302,12 @@ pub fn write_decisions(
     for r in &input.results {
         writeln!(w, "  result   {r:?}")?;
     }
+    if !input.dropped.is_empty() {
+        writeln!(w, "  dropped  groups {:?} of the previous tick", input.dropped)?;
+    }
+    for r in &out.acknowledged {
+        writeln!(w, "  done     {r:?}")?;
+    }
     for g in &out.groups {
         writeln!(w, "  write    {}", g.label)?;
         for p in &g.patches {
