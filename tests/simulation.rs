@@ -10,7 +10,10 @@
 //! of virtual time the invariants are checked:
 //! - at most one capture acts as owner among those whose session is alive;
 //! - a table of the changefeed is held (in `tables`, no operation) by at most one live capture;
-//! - the changefeed checkpoint never goes back, and never passes its resolved ts.
+//! - the changefeed checkpoint never goes back, and never passes its resolved ts;
+//! - every admin job the owner acknowledged took effect (issue #11): pause and resume are
+//!   sent through the owner's handle during the faults (failed and indeterminate txns drop
+//!   their groups), and when one is answered Ok the store already shows its state.
 //!
 //! After the faults stop and the cluster settles: every table is held by exactly one live
 //! capture, and the sink folds to exactly the oracle at the checkpoint.
@@ -32,7 +35,8 @@ use rcdc::capture::roles::{ClusterRoles, OwnerSlot};
 use rcdc::capture::run::{run, CaptureConfig, CaptureStatus};
 use rcdc::data_plane::DataPlane;
 use rcdc::event::RowChange;
-use rcdc::owner::tick::OwnerConfig;
+use rcdc::owner::feed_state::AdminJob;
+use rcdc::owner::tick::{OwnerConfig, OwnerRequest};
 use rcdc::pipeline::table::{TablePipelineConfig, TableSource};
 use rcdc::processor::runtime::PipelineFactory;
 use rcdc::processor::ProcessorConfig;
@@ -42,7 +46,7 @@ use rcdc_reactor::store::{
     KeyValue, MetaStore, StoreError, Txn, TxnOp, TxnResponse, Watch, WatchMessage,
 };
 use rcdc_reactor::Clock;
-use rcdc_state::model::{ChangeFeedInfo, ChangeFeedStatus, TaskStatus};
+use rcdc_state::model::{ChangeFeedInfo, ChangeFeedStatus, FeedState, TaskStatus};
 use rcdc_state::{CaptureId, ChangefeedId, KeyLayout, Revision, TableId, Ts};
 
 const BASE_MS: u64 = 1_700_000_000_000;
@@ -479,6 +483,84 @@ async fn inject(world: &mut World, rng: &mut StdRng) -> String {
     }
 }
 
+/// Admin jobs acknowledged over all seeds of this process (the run must exercise them).
+static ACKED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Admin jobs sent during a run and what acknowledging them must mean.
+#[derive(Default)]
+struct AdminLog {
+    acked: usize,
+    lines: Vec<String>,
+    violations: Vec<String>,
+}
+
+/// The state of the changefeed's info in the store.
+fn stored_state(store: &MemStore) -> Option<FeedState> {
+    let key = format!("{PREFIX}/changefeed/info/sim");
+    store
+        .dump()
+        .into_iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| serde_json::from_slice::<ChangeFeedInfo>(&kv.value).ok())
+        .map(|i| i.state)
+}
+
+/// Sends one admin job to the current owner and checks, when it is acknowledged, that it
+/// took effect.
+fn send_admin(
+    world: &World,
+    job: AdminJob,
+    log: Arc<Mutex<AdminLog>>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let handle = world
+        .live()
+        .find_map(|c| c.owner.lock().clone().filter(|h| h.is_alive()))?;
+    let store = world.store.clone();
+    let clock = world.clock.clone();
+    Some(tokio::spawn(async move {
+        let request = OwnerRequest::Admin(ChangefeedId::new("sim"), job);
+        let answer = handle
+            .request_within(request, Duration::from_secs(10))
+            .await;
+        let state = stored_state(&store);
+        let mut log = log.lock();
+        let at = clock.now_ms() - BASE_MS;
+        log.lines
+            .push(format!("{at} ms: {job:?} -> {answer:?}, stored {state:?}"));
+        if answer.is_ok() {
+            log.acked += 1;
+            ACKED.fetch_add(1, Ordering::Relaxed);
+            let took_effect = match job {
+                AdminJob::Pause => state == Some(FeedState::Stopped),
+                AdminJob::Resume => matches!(state, Some(FeedState::Normal | FeedState::Error)),
+                AdminJob::Remove => state.is_none(),
+            };
+            if !took_effect {
+                log.violations.push(format!(
+                    "{job:?} acknowledged at {at} ms but the store shows {state:?}"
+                ));
+            }
+        }
+    }))
+}
+
+/// After the faults: the changefeed runs again, whatever the last pause did.
+async fn resume_for_good(world: &World, log: &Arc<Mutex<AdminLog>>, seed: u64) {
+    for _ in 0..40 {
+        if stored_state(&world.store) == Some(FeedState::Normal) {
+            return;
+        }
+        if let Some(task) = send_admin(world, AdminJob::Resume, log.clone()) {
+            let _ = task.await;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!(
+        "seed {seed}: the changefeed never ran again: {:#?}",
+        log.lock().lines
+    );
+}
+
 /// One seed: returns the number of faults injected and the final checkpoint.
 async fn simulate(seed: u64, record: Option<std::path::PathBuf>) -> (usize, Ts) {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -530,6 +612,10 @@ async fn simulate(seed: u64, record: Option<std::path::PathBuf>) -> (usize, Ts) 
     };
     let mut faults = 0;
     let mut log = Vec::new();
+    let admin = Arc::new(Mutex::new(AdminLog::default()));
+    let mut admin_task: Option<tokio::task::JoinHandle<()>> = None;
+    let mut next_admin = tokio::time::Instant::now() + Duration::from_secs(3);
+    let mut pause_next = true;
     // 12 s of faults, one every ~0.5–1.5 s, invariants every 100 ms.
     let mut next_fault = tokio::time::Instant::now() + Duration::from_secs(2);
     let fault_end = tokio::time::Instant::now() + Duration::from_secs(12);
@@ -545,7 +631,34 @@ async fn simulate(seed: u64, record: Option<std::path::PathBuf>) -> (usize, Ts) 
             next_fault =
                 tokio::time::Instant::now() + Duration::from_millis(rng.gen_range(500..1500));
         }
+        let idle = admin_task.as_ref().is_none_or(|t| t.is_finished());
+        if idle && tokio::time::Instant::now() >= next_admin {
+            let job = if pause_next {
+                AdminJob::Pause
+            } else {
+                AdminJob::Resume
+            };
+            if let Some(task) = send_admin(&world, job, admin.clone()) {
+                admin_task = Some(task);
+                pause_next = !pause_next;
+            }
+            next_admin =
+                tokio::time::Instant::now() + Duration::from_millis(rng.gen_range(1000..3000));
+        }
+        let violations = admin.lock().violations.clone();
+        assert!(
+            violations.is_empty(),
+            "seed {seed}: {violations:?}\nadmin jobs:\n{}\nfaults:\n{}",
+            admin.lock().lines.join("\n"),
+            log.join("\n")
+        );
     }
+    if let Some(task) = admin_task.take() {
+        let _ = task.await;
+    }
+    resume_for_good(&world, &admin, seed).await;
+    let violations = admin.lock().violations.clone();
+    assert!(violations.is_empty(), "seed {seed}: {violations:?}");
     // Quiescence: no more faults; the cluster must settle and catch up.
     let settle_until = tokio::time::Instant::now() + Duration::from_secs(20);
     let target = Ts::from_parts(clock.now_ms() + 2_000, 0);
@@ -714,8 +827,13 @@ fn seeded_fault_simulation_keeps_every_invariant() {
         faults += run_seed(seed).0;
     }
     let secs = started.elapsed().as_secs_f64();
+    let acked = ACKED.load(Ordering::Relaxed);
     println!(
-        "{seeds} seeds, {faults} faults, {:.1} seeds/s",
+        "{seeds} seeds, {faults} faults, {acked} admin jobs acknowledged (each checked in the store), {:.1} seeds/s",
         seeds as f64 / secs
+    );
+    assert!(
+        acked as u64 >= seeds,
+        "too few admin jobs were acknowledged ({acked} over {seeds} seeds) to check the invariant"
     );
 }

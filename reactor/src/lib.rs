@@ -17,6 +17,8 @@ pub use reactor::{
     Clock, DropReason, Group, GroupOutcome, KeyPatch, RawKeys, Reactor, ReactorState, SystemClock,
     TickContext, TickOutput,
 };
+#[cfg(feature = "testing")]
+pub use worker::check_group_fits;
 pub use worker::{
     EtcdWorker, Fence, TxnLimits, WorkerConfig, WorkerError, WorkerExit, WorkerStats,
 };

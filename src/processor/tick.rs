@@ -25,7 +25,8 @@
 //! 8. **Workload**: `{table: {workload: 1}}` for running pipelines, written only when changed,
 //!    through [`WorkloadEdit::Set`](rcdc_state::patch::WorkloadEdit::Set) (a typed edit, so unknown fields of kept entries survive).
 //!
-//! All patches of one changefeed form one group labelled `processor/<capture>/<changefeed>`.
+//! The patches of one changefeed form one group labelled `processor/<capture>/<changefeed>`,
+//! except the workload, which follows in `…/workload` (both fit one txn on their own).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
@@ -272,8 +273,20 @@ impl ProcessorManager {
             ..
         } = run;
         out.commands.extend(commands);
-        if !group.is_empty() {
-            out.groups.push(group);
+        // The workload goes in a group of its own: it is as large as the task status (an
+        // entry per table), and the two together would not fit one txn for a capture holding
+        // ~15,000 tables; nothing reads them as a pair.
+        let (workload, rest): (Vec<_>, Vec<_>) = group
+            .patches
+            .into_iter()
+            .partition(|p| matches!(p.edit, Edit::TaskWorkload(_)));
+        for (label, patches) in [
+            (group.label.clone(), rest),
+            (format!("{}/workload", group.label), workload),
+        ] {
+            if !patches.is_empty() {
+                out.groups.push(PatchGroup { label, patches });
+            }
         }
         if !cancelled.is_empty() {
             self.cancelled.insert(id.clone(), cancelled);

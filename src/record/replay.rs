@@ -303,7 +303,11 @@ pub fn write_decisions(
         writeln!(w, "  result   {r:?}")?;
     }
     if !input.dropped.is_empty() {
-        writeln!(w, "  dropped  groups {:?} of the previous tick", input.dropped)?;
+        writeln!(
+            w,
+            "  dropped  groups {:?} of the previous tick",
+            input.dropped
+        )?;
     }
     for r in &out.acknowledged {
         writeln!(w, "  done     {r:?}")?;

@@ -549,3 +549,35 @@ pub fn plan_txns<P: crate::KeyPatch>(
     }
     txns
 }
+
+/// Whether `group` alone fits one txn over the keys of `raw` (the worker's own planner, with
+/// a fence as an owner has): `Err` names why not. For the group-limit tests: feature
+/// `testing`.
+#[cfg(feature = "testing")]
+pub fn check_group_fits<P: crate::KeyPatch>(
+    raw: &std::collections::BTreeMap<String, Vec<u8>>,
+    group: &Group<P>,
+    limits: &TxnLimits,
+) -> Result<(), String> {
+    let mut cache = raw::RawCache::new("/__check/delete-counter".into());
+    cache.replace_with(
+        raw.iter()
+            .map(|(k, v)| crate::store::KeyValue {
+                key: k.clone(),
+                value: v.clone(),
+                create_revision: Revision(1),
+                mod_revision: Revision(1),
+                lease: 0,
+            })
+            .collect(),
+    );
+    let fence = Fence {
+        key: "/__check/owner/fence".into(),
+        create_revision: Revision(1),
+    };
+    let plan = commit::plan(&cache, std::iter::once(group), limits, Some(&fence));
+    match plan.dropped.into_iter().next() {
+        Some((_, DropReason::TooLarge(why))) => Err(why),
+        _ => Ok(()),
+    }
+}
