@@ -89,6 +89,7 @@ async fn server(flags: ServerFlags) -> anyhow::Result<()> {
         owner_flush_interval: resolved.owner_flush_interval,
         processor_flush_interval: resolved.processor_flush_interval,
         tz,
+        table_pipeline: resolved.table_pipeline(),
         config_json: resolved.to_json(),
         set_log_level,
         recording: rcdc::record::RecordingControl::new(rcdc::record::RecordingSettings {

@@ -46,6 +46,8 @@ pub struct ServerConfig {
     pub processor_flush_interval: Duration,
     /// `--tz`.
     pub tz: TimeZone,
+    /// Settings of every table pipeline (`per-table-memory-quota` is the sorter budget).
+    pub table_pipeline: TablePipelineConfig,
     /// The resolved configuration as served at `GET /config`.
     pub config_json: serde_json::Value,
     /// Changes the log level at runtime (`POST /api/v1/log`).
@@ -85,21 +87,7 @@ pub async fn serve(
     let clock = Arc::new(SystemClock);
     let plane = Arc::new(DataPlane::new(config.upstream.clone(), clock.clone()));
     let owner_handle = Arc::new(parking_lot::Mutex::new(None));
-    let roles = ClusterRoles {
-        upstream: plane.clone(),
-        pipelines: plane,
-        owner: OwnerConfig {
-            flush_interval_ms: config.owner_flush_interval.as_millis() as u64,
-            ..Default::default()
-        },
-        processor: ProcessorConfig::default(),
-        table: TablePipelineConfig::default(),
-        owner_handle: owner_handle.clone(),
-        record: Some(crate::capture::roles::RecordConfig {
-            control: config.recording.clone(),
-            cluster_prefix: config.cluster_prefix.clone(),
-        }),
-    };
+    let roles = cluster_roles(&config, plane, owner_handle.clone());
     let layout = KeyLayout::new(&config.cluster_prefix);
     let capture = CaptureConfig {
         layout: layout.clone(),
@@ -142,6 +130,29 @@ pub async fn serve(
     Ok(())
 }
 
+/// The capture's owner and processor roles over one data plane.
+fn cluster_roles(
+    config: &ServerConfig,
+    plane: Arc<DataPlane>,
+    owner_handle: crate::capture::roles::OwnerSlot,
+) -> ClusterRoles {
+    ClusterRoles {
+        upstream: plane.clone(),
+        pipelines: plane,
+        owner: OwnerConfig {
+            flush_interval_ms: config.owner_flush_interval.as_millis() as u64,
+            ..Default::default()
+        },
+        processor: ProcessorConfig::default(),
+        table: config.table_pipeline.clone(),
+        owner_handle,
+        record: Some(crate::capture::roles::RecordConfig {
+            control: config.recording.clone(),
+            cluster_prefix: config.cluster_prefix.clone(),
+        }),
+    }
+}
+
 /// Connects to etcd, retrying with backoff until it answers or shutdown is requested.
 async fn connect(endpoints: &[String], shutdown: &mut watch::Receiver<bool>) -> Option<EtcdStore> {
     let mut backoff = Duration::from_millis(200);
@@ -157,5 +168,39 @@ async fn connect(endpoints: &[String], shutdown: &mut watch::Receiver<bool>) -> 
             _ = shutdown.wait_for(|s| *s) => return None,
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(table_pipeline: TablePipelineConfig) -> ServerConfig {
+        ServerConfig {
+            endpoints: vec!["http://127.0.0.1:2379".into()],
+            addr: "127.0.0.1:8300".into(),
+            advertise_addr: "127.0.0.1:8300".into(),
+            cluster_prefix: "/tidb/cdc".into(),
+            upstream: "demo://".into(),
+            session_ttl: Duration::from_secs(10),
+            owner_flush_interval: Duration::from_millis(200),
+            processor_flush_interval: Duration::from_millis(100),
+            tz: TimeZone::default(),
+            table_pipeline,
+            config_json: serde_json::Value::Null,
+            set_log_level: Arc::new(|_| Ok(())),
+            recording: crate::record::RecordingControl::new(Default::default()),
+        }
+    }
+
+    #[test]
+    fn the_capture_starts_pipelines_with_the_configured_sorter_budget() {
+        let table = TablePipelineConfig {
+            sorter_bytes: 8 << 20,
+            ..Default::default()
+        };
+        let plane = Arc::new(DataPlane::new("demo://", Arc::new(SystemClock)));
+        let roles = cluster_roles(&config(table), plane, Default::default());
+        assert_eq!(roles.table.sorter_bytes, 8 << 20);
     }
 }

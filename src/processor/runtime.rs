@@ -232,3 +232,6 @@ pub async fn supervise(
         r.task.abort();
     }
 }
+
+#[cfg(test)]
+mod tests;
