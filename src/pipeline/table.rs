@@ -11,6 +11,7 @@
 //! reaches it the task reports `Stopped { checkpoint }` and ends, exactly what the op
 //! protocol needs to finish the remove (facts §5).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,30 +53,75 @@ impl Default for TablePipelineConfig {
     }
 }
 
-/// Runs the pipeline until stopped at its boundary, cancelled (the task is aborted), or
-/// failed. `stop_at` carries the remove boundary once the processor sets one.
-#[allow(clippy::too_many_arguments)]
-pub async fn run_table_pipeline(
-    changefeed: ChangefeedId,
-    table: TableId,
-    start_ts: Ts,
-    mut source: Box<dyn TableSource>,
-    mut sink: Box<dyn TableSink>,
+/// One pipeline run's entry in the shared progress map.
+///
+/// Aborting a task does not stop a pull already running, and that pull reports when it
+/// ends; so a cancelled or replaced run is *retired*, and a retired run's reports are
+/// dropped. Retiring and reporting both happen under the map's lock, so a report racing a
+/// cancel lands either before the cancel removes the entry or not at all: no ghost entry
+/// for a table the processor no longer runs.
+#[derive(Clone)]
+pub struct ProgressSlot {
     progress: Arc<Mutex<Pipelines>>,
-    mut stop_at: watch::Receiver<Option<Ts>>,
-    config: TablePipelineConfig,
-) {
-    let key = (changefeed, table);
-    let report = |state: TablePipelineState, resolved: Ts, checkpoint: Ts| {
-        progress.lock().insert(
-            key.clone(),
+    key: (ChangefeedId, TableId),
+    retired: Arc<AtomicBool>,
+}
+
+impl ProgressSlot {
+    /// A live slot for one run of `key`'s pipeline.
+    pub fn new(progress: Arc<Mutex<Pipelines>>, key: (ChangefeedId, TableId)) -> Self {
+        Self {
+            progress,
+            key,
+            retired: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The changefeed and table.
+    pub fn key(&self) -> &(ChangefeedId, TableId) {
+        &self.key
+    }
+
+    /// Publishes the run's progress, unless the run was retired.
+    pub fn report(&self, state: TablePipelineState, resolved: Ts, checkpoint: Ts) {
+        let mut map = self.progress.lock();
+        // Relaxed is enough: the flag is only read and written under the map's lock.
+        if self.retired.load(Ordering::Relaxed) {
+            return;
+        }
+        map.insert(
+            self.key.clone(),
             TableProgress {
                 resolved_ts: resolved,
                 checkpoint_ts: checkpoint,
                 state,
             },
         );
-    };
+    }
+
+    /// Drops this run's later reports; with `remove`, its entry goes too, in the same step.
+    pub fn retire(&self, remove: bool) {
+        let mut map = self.progress.lock();
+        self.retired.store(true, Ordering::Relaxed);
+        if remove {
+            map.remove(&self.key);
+        }
+    }
+}
+
+/// Runs the pipeline until stopped at its boundary, cancelled (the task is aborted and the
+/// slot retired), or failed. `stop_at` carries the remove boundary once the processor sets
+/// one.
+pub async fn run_table_pipeline(
+    start_ts: Ts,
+    mut source: Box<dyn TableSource>,
+    mut sink: Box<dyn TableSink>,
+    slot: ProgressSlot,
+    mut stop_at: watch::Receiver<Option<Ts>>,
+    config: TablePipelineConfig,
+) {
+    let key = slot.key().clone();
+    let report = |state, resolved, checkpoint| slot.report(state, resolved, checkpoint);
     let mut sorter = Sorter::new(config.sorter_bytes, start_ts);
     let mut cursor = start_ts;
     let mut checkpoint = start_ts;

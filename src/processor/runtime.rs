@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use super::tick::{
     PipelineCommand, Pipelines, ProcessorInput, ProcessorManager, TablePipelineState, TableProgress,
 };
-use crate::pipeline::table::{run_table_pipeline, TablePipelineConfig, TableSource};
+use crate::pipeline::table::{run_table_pipeline, ProgressSlot, TablePipelineConfig, TableSource};
 use crate::record::processor::RecordedProcessorInput;
 use crate::sink::TableSink;
 
@@ -151,6 +151,16 @@ impl Reactor for ProcessorReactor {
 struct Running {
     task: JoinHandle<()>,
     stop_at: watch::Sender<Option<Ts>>,
+    slot: ProgressSlot,
+}
+
+impl Running {
+    /// Ends the run: its reports stop (and with `remove` its entry goes) before the abort,
+    /// so a pull still in flight cannot bring the entry back.
+    fn end(self, remove: bool) {
+        self.slot.retire(remove);
+        self.task.abort();
+    }
 }
 
 /// Executes pipeline commands until the channel closes, then cancels every pipeline.
@@ -169,7 +179,7 @@ pub async fn supervise(
                 start_ts,
             } => {
                 if let Some(old) = running.remove(&(changefeed.clone(), table)) {
-                    old.task.abort();
+                    old.end(false); // the new run reports over its entry
                 }
                 let key = (changefeed.clone(), table);
                 let built = info
@@ -198,17 +208,23 @@ pub async fn supervise(
                     }
                 };
                 let (stop_at, stop_rx) = watch::channel(None);
+                let slot = ProgressSlot::new(pipelines.clone(), key.clone());
                 let task = tokio::spawn(run_table_pipeline(
-                    changefeed,
-                    table,
                     start_ts,
                     source,
                     sink,
-                    pipelines.clone(),
+                    slot.clone(),
                     stop_rx,
                     config.clone(),
                 ));
-                running.insert(key, Running { task, stop_at });
+                running.insert(
+                    key,
+                    Running {
+                        task,
+                        stop_at,
+                        slot,
+                    },
+                );
             }
             PipelineCommand::StopAt {
                 changefeed,
@@ -221,15 +237,18 @@ pub async fn supervise(
             }
             PipelineCommand::Cancel { changefeed, table } => {
                 let key = (changefeed, table);
-                if let Some(r) = running.remove(&key) {
-                    r.task.abort();
+                match running.remove(&key) {
+                    Some(r) => r.end(true),
+                    // Not running (it failed to start): its entry still goes.
+                    None => {
+                        pipelines.lock().remove(&key);
+                    }
                 }
-                pipelines.lock().remove(&key);
             }
         }
     }
     for (_, r) in running {
-        r.task.abort();
+        r.end(false);
     }
 }
 

@@ -156,3 +156,105 @@ async fn pipelines_get_the_supervisors_sorter_budget() {
         supervisor.await.expect("supervisor ends");
     }
 }
+
+/// What a [`Gated`] source tells the test.
+#[derive(Debug, PartialEq, Eq)]
+enum Gate {
+    /// A fetch started and waits for the test's release.
+    Entered,
+    /// The source was dropped (its pipeline is gone).
+    Dropped,
+}
+
+/// A source whose every fetch blocks until the test releases it, so a command can land while
+/// a pull is in flight. A closed release channel fails the fetch.
+struct Gated {
+    events: std::sync::mpsc::Sender<Gate>,
+    release: std::sync::mpsc::Receiver<()>,
+}
+
+impl TableSource for Gated {
+    fn now(&self) -> Ts {
+        Ts::from_parts(5_000, 0) // behind: the pipeline pulls slice after slice
+    }
+    fn fetch(&mut self, _: Ts, upto: Ts) -> Result<Vec<TableEvent>, String> {
+        let _ = self.events.send(Gate::Entered);
+        self.release
+            .recv()
+            .map_err(|_| "the test closed the gate".to_owned())?;
+        Ok(vec![TableEvent::Resolved(upto)])
+    }
+}
+
+impl Drop for Gated {
+    fn drop(&mut self) {
+        let _ = self.events.send(Gate::Dropped);
+    }
+}
+
+async fn next_gate(events: &std::sync::mpsc::Receiver<Gate>) -> Gate {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(g) = events.try_recv() {
+            return g;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the source is silent"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_in_flight_when_its_pipeline_is_cancelled_leaves_no_progress_entry() {
+    let (events_tx, events) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel();
+    let source = Gated {
+        events: events_tx,
+        release: release_rx,
+    };
+    let factory = Factory {
+        sources: Mutex::new([(TableId(1), Box::new(source) as Box<dyn TableSource>)].into()),
+    };
+    let pipelines = Arc::new(Mutex::new(Pipelines::new()));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let supervisor = tokio::spawn(supervise(
+        rx,
+        Arc::new(factory),
+        pipelines.clone(),
+        TablePipelineConfig::default(),
+    ));
+    tx.send(start(TableId(1))).expect("supervisor runs");
+    assert_eq!(next_gate(&events).await, Gate::Entered);
+
+    // The processor cancels the table while its first pull is in flight.
+    tx.send(Command {
+        command: PipelineCommand::Cancel {
+            changefeed: "cf".into(),
+            table: TableId(1),
+        },
+        info: None,
+    })
+    .expect("supervisor runs");
+    let key = (ChangefeedId::from("cf"), TableId(1));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while pipelines.lock().contains_key(&key) {
+        assert!(tokio::time::Instant::now() < deadline, "cancel not applied");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+
+    // The pull completes. Whatever the cancelled run does next (pull again, or be dropped),
+    // by then it has reported what that pull would report.
+    release.send(()).expect("the fetch waits");
+    let after = next_gate(&events).await;
+    assert!(
+        !pipelines.lock().contains_key(&key),
+        "a cancelled pipeline's report came back after {after:?}: {:?}",
+        pipelines.lock().get(&key)
+    );
+    drop(release); // a second fetch, if any, fails and the run ends
+    drop(tx);
+    supervisor.await.expect("supervisor ends");
+    assert!(pipelines.lock().is_empty(), "{:?}", pipelines.lock());
+}
