@@ -22,6 +22,7 @@ use crate::capture::run::{run, CaptureConfig, CaptureStatus};
 use crate::data_plane::DataPlane;
 use crate::meta::Meta;
 use crate::owner::tick::OwnerConfig;
+use crate::pipeline::executor::{DataPlaneError, DataPlaneRuntime, DataPlaneRuntimeConfig};
 use crate::pipeline::table::TablePipelineConfig;
 use crate::processor::ProcessorConfig;
 
@@ -67,6 +68,9 @@ pub enum ServerError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The table pipelines' runtime could not be started.
+    #[error(transparent)]
+    DataPlane(#[from] DataPlaneError),
 }
 
 /// Runs one capture until `shutdown` becomes true.
@@ -81,13 +85,16 @@ pub async fn serve(
             source,
         })?;
     tracing::info!(addr = %config.addr, "status server listening");
+    // Table pipelines get threads of their own, apart from the session keep-alive, the etcd
+    // workers and the API on this runtime (see `pipeline::executor`).
+    let data_plane = DataPlaneRuntime::start(DataPlaneRuntimeConfig::default())?;
     let Some(store) = connect(&config.endpoints, &mut shutdown).await else {
         return Ok(()); // shut down while waiting for etcd
     };
     let clock = Arc::new(SystemClock);
     let plane = Arc::new(DataPlane::new(config.upstream.clone(), clock.clone()));
     let owner_handle = Arc::new(parking_lot::Mutex::new(None));
-    let roles = cluster_roles(&config, plane, owner_handle.clone());
+    let roles = cluster_roles(&config, plane, data_plane, owner_handle.clone());
     let layout = KeyLayout::new(&config.cluster_prefix);
     let capture = CaptureConfig {
         layout: layout.clone(),
@@ -134,6 +141,7 @@ pub async fn serve(
 fn cluster_roles(
     config: &ServerConfig,
     plane: Arc<DataPlane>,
+    data_plane: DataPlaneRuntime,
     owner_handle: crate::capture::roles::OwnerSlot,
 ) -> ClusterRoles {
     ClusterRoles {
@@ -145,6 +153,7 @@ fn cluster_roles(
         },
         processor: ProcessorConfig::default(),
         table: config.table_pipeline.clone(),
+        data_plane,
         owner_handle,
         record: Some(crate::capture::roles::RecordConfig {
             control: config.recording.clone(),
@@ -200,7 +209,12 @@ mod tests {
             ..Default::default()
         };
         let plane = Arc::new(DataPlane::new("demo://", Arc::new(SystemClock)));
-        let roles = cluster_roles(&config(table), plane, Default::default());
+        let roles = cluster_roles(
+            &config(table),
+            plane,
+            DataPlaneRuntime::inline(),
+            Default::default(),
+        );
         assert_eq!(roles.table.sorter_bytes, 8 << 20);
     }
 }

@@ -81,6 +81,7 @@ fn spawn_pipeline(
         ProgressSlot::new(progress.clone(), ("cf".into(), TableId(7))),
         stop_at,
         config(),
+        crate::pipeline::executor::DataPlaneRuntime::inline().executor(),
     ))
 }
 

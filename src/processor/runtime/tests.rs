@@ -7,6 +7,8 @@ use rcdc_state::{ChangefeedId, TableId, Ts};
 
 use super::*;
 use crate::event::{RowChange, RowOp, TableEvent, Value};
+use crate::pipeline::executor::{DataPlaneRuntime, DataPlaneRuntimeConfig};
+use crate::processor::tick::TableProgress;
 use crate::sink::SinkError;
 
 fn start_ts() -> Ts {
@@ -55,9 +57,11 @@ impl TableSink for Durable {
     }
 }
 
-/// Hands out one prepared source per table.
+/// Hands out one prepared source per table, and a prepared sink or a durable one.
+#[derive(Default)]
 struct Factory {
     sources: Mutex<BTreeMap<TableId, Box<dyn TableSource>>>,
+    sinks: Mutex<BTreeMap<TableId, Box<dyn TableSink>>>,
 }
 
 impl PipelineFactory for Factory {
@@ -76,9 +80,13 @@ impl PipelineFactory for Factory {
         &self,
         _: &ChangefeedId,
         _: &ChangeFeedInfo,
-        _: TableId,
+        table: TableId,
     ) -> Result<Box<dyn TableSink>, String> {
-        Ok(Box::new(Durable))
+        Ok(self
+            .sinks
+            .lock()
+            .remove(&table)
+            .unwrap_or(Box::new(Durable)))
     }
 }
 
@@ -129,8 +137,10 @@ async fn pipelines_get_the_supervisors_sorter_budget() {
             .into_iter()
             .collect(),
         ),
+        ..Default::default()
     };
     let factory: Arc<dyn PipelineFactory> = Arc::new(factory);
+    let data_plane = isolated();
     let small = TablePipelineConfig {
         sorter_bytes: 100,
         ..Default::default()
@@ -138,7 +148,13 @@ async fn pipelines_get_the_supervisors_sorter_budget() {
     for (table, config) in [(TableId(1), small), (TableId(2), Default::default())] {
         let pipelines = Arc::new(Mutex::new(Pipelines::new()));
         let (tx, rx) = mpsc::unbounded_channel();
-        let supervisor = tokio::spawn(supervise(rx, factory.clone(), pipelines.clone(), config));
+        let supervisor = tokio::spawn(supervise(
+            rx,
+            factory.clone(),
+            pipelines.clone(),
+            config,
+            data_plane.executor(),
+        ));
         tx.send(start(table)).expect("supervisor runs");
         let p = wait_for(&pipelines, table, "the first pull ends", |p| {
             !matches!(p.state, TablePipelineState::Starting)
@@ -157,42 +173,89 @@ async fn pipelines_get_the_supervisors_sorter_budget() {
     }
 }
 
-/// What a [`Gated`] source tells the test.
+/// What a [`Gate`] tells the test.
 #[derive(Debug, PartialEq, Eq)]
-enum Gate {
-    /// A fetch started and waits for the test's release.
+enum GateEvent {
+    /// The pipeline reached the gate and waits for the test's release.
     Entered,
-    /// The source was dropped (its pipeline is gone).
+    /// The gate was dropped with the source or sink holding it (its pipeline is gone).
     Dropped,
 }
 
-/// A source whose every fetch blocks until the test releases it, so a command can land while
-/// a pull is in flight. A closed release channel fails the fetch.
-struct Gated {
-    events: std::sync::mpsc::Sender<Gate>,
-    release: std::sync::mpsc::Receiver<()>,
+/// A point where a pipeline blocks until the test releases it, so that a command can land
+/// exactly there. A closed release channel fails the pass.
+struct Gate {
+    events: std::sync::mpsc::Sender<GateEvent>,
+    release: Mutex<std::sync::mpsc::Receiver<()>>,
 }
 
-impl TableSource for Gated {
+impl Gate {
+    fn new() -> (
+        Self,
+        std::sync::mpsc::Receiver<GateEvent>,
+        std::sync::mpsc::Sender<()>,
+    ) {
+        let (events, events_rx) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel();
+        let gate = Gate {
+            events,
+            release: Mutex::new(release_rx),
+        };
+        (gate, events_rx, release)
+    }
+
+    fn pass(&self) -> bool {
+        let _ = self.events.send(GateEvent::Entered);
+        self.release.lock().recv().is_ok()
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        let _ = self.events.send(GateEvent::Dropped);
+    }
+}
+
+/// A source behind by seconds whose every fetch waits at the gate.
+struct GatedFetch(Gate);
+
+impl TableSource for GatedFetch {
     fn now(&self) -> Ts {
         Ts::from_parts(5_000, 0) // behind: the pipeline pulls slice after slice
     }
     fn fetch(&mut self, _: Ts, upto: Ts) -> Result<Vec<TableEvent>, String> {
-        let _ = self.events.send(Gate::Entered);
-        self.release
-            .recv()
-            .map_err(|_| "the test closed the gate".to_owned())?;
+        if !self.0.pass() {
+            return Err("the test closed the gate".into());
+        }
         Ok(vec![TableEvent::Resolved(upto)])
     }
 }
 
-impl Drop for Gated {
-    fn drop(&mut self) {
-        let _ = self.events.send(Gate::Dropped);
+/// A durable sink whose `rows_written` after the first pull waits at the gate: the pipeline
+/// reads it between the pull and the pull's report.
+struct GatedCount {
+    gate: Gate,
+    calls: std::sync::atomic::AtomicU32,
+}
+
+impl TableSink for GatedCount {
+    fn write(&mut self, _: &[RowChange]) -> Result<(), SinkError> {
+        Ok(())
+    }
+    fn flush(&mut self, resolved: Ts) -> Result<Ts, SinkError> {
+        Ok(resolved)
+    }
+    fn close(&mut self) {}
+    fn rows_written(&self) -> u64 {
+        // Call 1 is at the pipeline's start, call 2 right after its first pull.
+        if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            self.gate.pass();
+        }
+        0
     }
 }
 
-async fn next_gate(events: &std::sync::mpsc::Receiver<Gate>) -> Gate {
+async fn next_event(events: &std::sync::mpsc::Receiver<GateEvent>) -> GateEvent {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         if let Ok(g) = events.try_recv() {
@@ -200,23 +263,63 @@ async fn next_gate(events: &std::sync::mpsc::Receiver<Gate>) -> Gate {
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the source is silent"
+            "the pipeline never reached the gate"
         );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
+/// Pipelines on a runtime of their own, as in production.
+fn isolated() -> DataPlaneRuntime {
+    DataPlaneRuntime::start(DataPlaneRuntimeConfig {
+        worker_threads: 1,
+        max_pulls: 2,
+    })
+    .expect("data-plane runtime")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pull_in_flight_when_its_pipeline_is_cancelled_leaves_no_progress_entry() {
-    let (events_tx, events) = std::sync::mpsc::channel();
-    let (release, release_rx) = std::sync::mpsc::channel();
-    let source = Gated {
-        events: events_tx,
-        release: release_rx,
-    };
+    let (gate, events, release) = Gate::new();
     let factory = Factory {
-        sources: Mutex::new([(TableId(1), Box::new(source) as Box<dyn TableSource>)].into()),
+        sources: Mutex::new(
+            [(
+                TableId(1),
+                Box::new(GatedFetch(gate)) as Box<dyn TableSource>,
+            )]
+            .into(),
+        ),
+        ..Default::default()
     };
+    cancel_at_the_gate(isolated(), factory, events, release).await;
+}
+
+/// The narrow race: the pull is done, its report not yet made, when the cancel lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_racing_a_cancel_leaves_no_progress_entry() {
+    for data_plane in [DataPlaneRuntime::inline(), isolated()] {
+        let (gate, events, release) = Gate::new();
+        let sink = GatedCount {
+            gate,
+            calls: Default::default(),
+        };
+        let factory = Factory {
+            sources: Mutex::new(
+                [(TableId(1), Box::new(Rows(vec![])) as Box<dyn TableSource>)].into(),
+            ),
+            sinks: Mutex::new([(TableId(1), Box::new(sink) as Box<dyn TableSink>)].into()),
+        };
+        cancel_at_the_gate(data_plane, factory, events, release).await;
+    }
+}
+
+/// Starts table 1, cancels it while its pipeline waits at the gate, then opens the gate.
+async fn cancel_at_the_gate(
+    data_plane: DataPlaneRuntime,
+    factory: Factory,
+    events: std::sync::mpsc::Receiver<GateEvent>,
+    release: std::sync::mpsc::Sender<()>,
+) {
     let pipelines = Arc::new(Mutex::new(Pipelines::new()));
     let (tx, rx) = mpsc::unbounded_channel();
     let supervisor = tokio::spawn(supervise(
@@ -224,11 +327,11 @@ async fn a_pull_in_flight_when_its_pipeline_is_cancelled_leaves_no_progress_entr
         Arc::new(factory),
         pipelines.clone(),
         TablePipelineConfig::default(),
+        data_plane.executor(),
     ));
     tx.send(start(TableId(1))).expect("supervisor runs");
-    assert_eq!(next_gate(&events).await, Gate::Entered);
+    assert_eq!(next_event(&events).await, GateEvent::Entered);
 
-    // The processor cancels the table while its first pull is in flight.
     tx.send(Command {
         command: PipelineCommand::Cancel {
             changefeed: "cf".into(),
@@ -244,16 +347,16 @@ async fn a_pull_in_flight_when_its_pipeline_is_cancelled_leaves_no_progress_entr
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 
-    // The pull completes. Whatever the cancelled run does next (pull again, or be dropped),
-    // by then it has reported what that pull would report.
-    release.send(()).expect("the fetch waits");
-    let after = next_gate(&events).await;
+    // Whatever the cancelled run does next (reach the gate again, or be dropped), by then it
+    // has made the report that was due.
+    release.send(()).expect("the pipeline waits");
+    let after = next_event(&events).await;
     assert!(
         !pipelines.lock().contains_key(&key),
-        "a cancelled pipeline's report came back after {after:?}: {:?}",
+        "a cancelled pipeline's report came back ({after:?} next): {:?}",
         pipelines.lock().get(&key)
     );
-    drop(release); // a second fetch, if any, fails and the run ends
+    drop(release); // a run still going fails at its next pass and ends
     drop(tx);
     supervisor.await.expect("supervisor ends");
     assert!(pipelines.lock().is_empty(), "{:?}", pipelines.lock());
