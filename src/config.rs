@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::api::views::TimeZone;
+use crate::pipeline::table::TablePipelineConfig;
 
 /// `cdc server` flags; every one optional so "set explicitly" is known.
 #[derive(clap::Args, Clone, Debug, Default)]
@@ -549,6 +550,15 @@ pub fn timezone(tz: &str) -> Result<TimeZone, ConfigError> {
 }
 
 impl ServerConfig {
+    /// The settings of every table pipeline the capture starts.
+    pub fn table_pipeline(&self) -> TablePipelineConfig {
+        TablePipelineConfig {
+            // Validated to be at least 6 MiB; beyond the address space it is unlimited.
+            sorter_bytes: usize::try_from(self.per_table_memory_quota).unwrap_or(usize::MAX),
+            ..TablePipelineConfig::default()
+        }
+    }
+
     /// The `GET /config` answer: TiCDC's JSON keys, durations in nanoseconds like Go's.
     pub fn to_json(&self) -> serde_json::Value {
         let ns = |d: Duration| d.as_nanos() as u64;

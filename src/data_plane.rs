@@ -18,7 +18,10 @@ use crate::owner::gc::{upstream_of, UpdateSafePoint};
 use crate::owner::runtime::OwnerUpstream;
 use crate::pipeline::table::TableSource;
 use crate::processor::runtime::PipelineFactory;
-use crate::sink::{open_checkpoint_writer, open_table_sink, parse_sink_uri, TableIdent, TableSink};
+use crate::sink::{
+    open_checkpoint_writer, open_table_sink, parse_sink_uri, CheckpointWriter, TableIdent,
+    TableSink,
+};
 use crate::upstream::{parse_upstream_uri, Upstream};
 
 pub use crate::owner::gc::UPSTREAM_URI_FIELD;
@@ -28,6 +31,43 @@ pub struct DataPlane {
     default_upstream: String,
     clock: Arc<dyn Clock>,
     upstreams: Mutex<BTreeMap<String, Arc<dyn Upstream>>>,
+    /// The owner's checkpoint writer per changefeed, kept open between flushes.
+    checkpoints: Mutex<BTreeMap<ChangefeedId, OpenCheckpoint>>,
+}
+
+/// A changefeed's open checkpoint writer and what it was opened for.
+struct OpenCheckpoint {
+    sink_uri: String,
+    start_ts: Ts,
+    writer: Box<dyn CheckpointWriter>,
+    /// The value it last wrote durably.
+    last: Ts,
+}
+
+impl OpenCheckpoint {
+    /// Opens the writer of `info`'s sink and writes `checkpoint` through it.
+    fn open(
+        changefeed: &ChangefeedId,
+        info: &ChangeFeedInfo,
+        checkpoint: Ts,
+    ) -> Result<Self, String> {
+        let spec = parse_sink_uri(&info.sink_uri).map_err(|e| e.to_string())?;
+        let mut writer = open_checkpoint_writer(&spec, changefeed).map_err(|e| e.to_string())?;
+        writer.set_start_ts(info.start_ts());
+        writer
+            .write_checkpoint(checkpoint)
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            sink_uri: info.sink_uri.clone(),
+            start_ts: info.start_ts(),
+            writer,
+            last: checkpoint,
+        })
+    }
+
+    fn is_for(&self, info: &ChangeFeedInfo) -> bool {
+        self.sink_uri == info.sink_uri && self.start_ts == info.start_ts()
+    }
 }
 
 impl DataPlane {
@@ -37,6 +77,7 @@ impl DataPlane {
             default_upstream: default_upstream.into(),
             clock,
             upstreams: Mutex::new(BTreeMap::new()),
+            checkpoints: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -117,12 +158,32 @@ impl OwnerUpstream for DataPlane {
         info: &ChangeFeedInfo,
         checkpoint: Ts,
     ) -> Result<(), String> {
-        let spec = parse_sink_uri(&info.sink_uri).map_err(|e| e.to_string())?;
-        let mut writer = open_checkpoint_writer(&spec, changefeed).map_err(|e| e.to_string())?;
-        writer.set_start_ts(info.start_ts());
-        writer
-            .write_checkpoint(checkpoint)
-            .map_err(|e| e.to_string())
+        // One writer per changefeed: opening one creates and fsyncs directories, which every
+        // flush of every changefeed would otherwise repeat. The lock is held across the write;
+        // only the owner's effect executor calls this, one effect at a time.
+        let mut open = self.checkpoints.lock();
+        // A writer opened for another sink URI or start ts (the changefeed was updated) is
+        // dropped, and so is one that failed: a fresh writer gets one more try, so a sink
+        // repaired behind our back (its directory re-created) is no error.
+        if let Some(mut kept) = open.remove(changefeed).filter(|k| k.is_for(info)) {
+            if kept.last == checkpoint {
+                open.insert(changefeed.clone(), kept);
+                return Ok(()); // durable already: no IO
+            }
+            match kept.writer.write_checkpoint(checkpoint) {
+                Ok(()) => {
+                    kept.last = checkpoint;
+                    open.insert(changefeed.clone(), kept);
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::debug!(%changefeed, error = %e, "sink checkpoint writer failed; reopening it")
+                }
+            }
+        }
+        let fresh = OpenCheckpoint::open(changefeed, info, checkpoint)?;
+        open.insert(changefeed.clone(), fresh);
+        Ok(())
     }
 }
 
@@ -185,3 +246,6 @@ impl TableSource for UpstreamSource {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod sink_checkpoint_tests;

@@ -90,6 +90,7 @@ async fn server(flags: ServerFlags) -> anyhow::Result<()> {
         gc_ttl: resolved.gc_ttl,
         processor_flush_interval: resolved.processor_flush_interval,
         tz,
+        table_pipeline: resolved.table_pipeline(),
         config_json: resolved.to_json(),
         set_log_level,
         recording: rcdc::record::RecordingControl::new(rcdc::record::RecordingSettings {

@@ -23,6 +23,7 @@ use crate::data_plane::DataPlane;
 use crate::meta::Meta;
 use crate::owner::gc::GcConfig;
 use crate::owner::tick::OwnerConfig;
+use crate::pipeline::executor::{DataPlaneError, DataPlaneRuntime, DataPlaneRuntimeConfig};
 use crate::pipeline::table::TablePipelineConfig;
 use crate::processor::ProcessorConfig;
 
@@ -49,6 +50,8 @@ pub struct ServerConfig {
     pub processor_flush_interval: Duration,
     /// `--tz`.
     pub tz: TimeZone,
+    /// Settings of every table pipeline (`per-table-memory-quota` is the sorter budget).
+    pub table_pipeline: TablePipelineConfig,
     /// The resolved configuration as served at `GET /config`.
     pub config_json: serde_json::Value,
     /// Changes the log level at runtime (`POST /api/v1/log`).
@@ -68,6 +71,9 @@ pub enum ServerError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The table pipelines' runtime could not be started.
+    #[error(transparent)]
+    DataPlane(#[from] DataPlaneError),
 }
 
 /// Runs one capture until `shutdown` becomes true.
@@ -82,24 +88,16 @@ pub async fn serve(
             source,
         })?;
     tracing::info!(addr = %config.addr, "status server listening");
+    // Table pipelines get threads of their own, apart from the session keep-alive, the etcd
+    // workers and the API on this runtime (see `pipeline::executor`).
+    let data_plane = DataPlaneRuntime::start(DataPlaneRuntimeConfig::default())?;
     let Some(store) = connect(&config.endpoints, &mut shutdown).await else {
         return Ok(()); // shut down while waiting for etcd
     };
     let clock = Arc::new(SystemClock);
     let plane = Arc::new(DataPlane::new(config.upstream.clone(), clock.clone()));
     let owner_handle = Arc::new(parking_lot::Mutex::new(None));
-    let roles = ClusterRoles {
-        upstream: plane.clone(),
-        pipelines: plane,
-        owner: owner_config(&config),
-        processor: ProcessorConfig::default(),
-        table: TablePipelineConfig::default(),
-        owner_handle: owner_handle.clone(),
-        record: Some(crate::capture::roles::RecordConfig {
-            control: config.recording.clone(),
-            cluster_prefix: config.cluster_prefix.clone(),
-        }),
-    };
+    let roles = cluster_roles(&config, plane, data_plane, owner_handle.clone());
     let layout = KeyLayout::new(&config.cluster_prefix);
     let capture = CaptureConfig {
         layout: layout.clone(),
@@ -154,6 +152,28 @@ pub fn owner_config(config: &ServerConfig) -> OwnerConfig {
             ..Default::default()
         },
         ..Default::default()
+    }
+}
+
+/// The capture's owner and processor roles over one data plane.
+fn cluster_roles(
+    config: &ServerConfig,
+    plane: Arc<DataPlane>,
+    data_plane: DataPlaneRuntime,
+    owner_handle: crate::capture::roles::OwnerSlot,
+) -> ClusterRoles {
+    ClusterRoles {
+        upstream: plane.clone(),
+        pipelines: plane,
+        owner: owner_config(config),
+        processor: ProcessorConfig::default(),
+        table: config.table_pipeline.clone(),
+        data_plane,
+        owner_handle,
+        record: Some(crate::capture::roles::RecordConfig {
+            control: config.recording.clone(),
+            cluster_prefix: config.cluster_prefix.clone(),
+        }),
     }
 }
 

@@ -19,6 +19,7 @@ use rcdc::capture::roles::ClusterRoles;
 use rcdc::owner::gc::UpdateSafePoint;
 use rcdc::owner::runtime::OwnerUpstream;
 use rcdc::owner::tick::OwnerConfig;
+use rcdc::pipeline::executor::DataPlaneRuntime;
 use rcdc::pipeline::table::TablePipelineConfig;
 use rcdc::processor::ProcessorConfig;
 use rcdc_reactor::store::MetaStore;
@@ -82,6 +83,7 @@ fn roles() -> ClusterRoles {
             poll_interval: Duration::from_millis(20),
             ..Default::default()
         },
+        data_plane: DataPlaneRuntime::start(Default::default()).expect("data-plane runtime"),
         owner_handle: Default::default(),
         record: None,
     }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use common::*;
 use parking_lot::Mutex;
+use rcdc::pipeline::executor::DataPlaneRuntime;
 use rcdc::pipeline::table::TablePipelineConfig;
 use rcdc::processor::runtime::{supervise, ProcessorReactor};
 use rcdc::processor::{ProcessorConfig, ProcessorManager};
@@ -68,6 +69,7 @@ async fn the_operation_protocol_completes_through_etcd() {
     let now = Arc::new(Mutex::new(ts(1_005_000)));
     let pipelines = Arc::new(Mutex::new(Default::default()));
     let (tx, rx) = mpsc::unbounded_channel();
+    let data_plane = DataPlaneRuntime::start(Default::default()).expect("data-plane runtime");
     let supervisor = tokio::spawn(supervise(
         rx,
         Arc::new(IdleFactory(Arc::new({
@@ -76,6 +78,7 @@ async fn the_operation_protocol_completes_through_etcd() {
         }))),
         pipelines.clone(),
         TablePipelineConfig::default(),
+        data_plane.executor(),
     ));
     let reactor = ProcessorReactor::new(
         ProcessorManager::new(me.clone(), ProcessorConfig::default()),

@@ -16,6 +16,7 @@ use common::*;
 use rcdc::capture::roles::ClusterRoles;
 use rcdc::data_plane::DataPlane;
 use rcdc::owner::tick::OwnerConfig;
+use rcdc::pipeline::executor::DataPlaneRuntime;
 use rcdc::pipeline::table::TablePipelineConfig;
 use rcdc::processor::ProcessorConfig;
 use rcdc::verify::verify;
@@ -46,6 +47,7 @@ fn roles(plane: Arc<DataPlane>) -> ClusterRoles {
             poll_interval: Duration::from_millis(50),
             ..Default::default()
         },
+        data_plane: DataPlaneRuntime::start(Default::default()).expect("data-plane runtime"),
         owner_handle: Default::default(),
         record: None,
     }

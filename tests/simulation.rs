@@ -37,6 +37,7 @@ use rcdc::data_plane::DataPlane;
 use rcdc::event::RowChange;
 use rcdc::owner::feed_state::AdminJob;
 use rcdc::owner::tick::{OwnerConfig, OwnerRequest};
+use rcdc::pipeline::executor::DataPlaneRuntime;
 use rcdc::pipeline::table::{TablePipelineConfig, TableSource};
 use rcdc::processor::runtime::PipelineFactory;
 use rcdc::processor::ProcessorConfig;
@@ -252,6 +253,9 @@ impl World {
                 poll_interval: Duration::from_millis(50),
                 ..Default::default()
             },
+            // Virtual time: pipelines stay on the simulation's one thread (a runtime of their
+            // own would run on the wall clock and in no reproducible order).
+            data_plane: DataPlaneRuntime::inline(),
             owner_handle: owner_slot.clone(),
             record: self
                 .record

@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 use super::run::Roles;
 use crate::owner::runtime::{OwnerHandle, OwnerReactor, OwnerUpstream};
 use crate::owner::tick::{Owner, OwnerConfig};
+use crate::pipeline::executor::DataPlaneRuntime;
 use crate::pipeline::table::TablePipelineConfig;
 use crate::processor::runtime::{supervise, PipelineFactory, ProcessorReactor};
 use crate::processor::{ProcessorConfig, ProcessorManager};
@@ -25,6 +26,9 @@ pub struct ClusterRoles {
     pub processor: ProcessorConfig,
     /// Table pipeline settings.
     pub table: TablePipelineConfig,
+    /// Where table pipelines run: a runtime apart from the control plane's (the session
+    /// keep-alive and the etcd workers), so that a saturated data plane cannot starve them.
+    pub data_plane: DataPlaneRuntime,
     /// The running owner's handle, for the HTTP API (empty while this capture is not owner).
     pub owner_handle: OwnerSlot,
     /// Record the owner and processor-manager reactors while this switch is on (`cdc
@@ -71,11 +75,14 @@ impl Roles for ClusterRoles {
     fn processor(&self, me: &CaptureInfo) -> ProcessorReactor {
         let progress = Arc::new(parking_lot::Mutex::new(Default::default()));
         let (tx, rx) = mpsc::unbounded_channel();
+        // The supervisor only dispatches commands: it stays on the control plane's runtime
+        // and ends with the reactor (its channel closes), ending every pipeline it started.
         tokio::spawn(supervise(
             rx,
             self.pipelines.clone(),
             progress.clone(),
             self.table.clone(),
+            self.data_plane.executor(),
         ));
         let reactor = ProcessorReactor::new(
             ProcessorManager::new(me.id.clone(), self.processor.clone()),

@@ -148,6 +148,18 @@ check-balance-interval = "1m"
 }
 
 #[test]
+fn per_table_memory_quota_is_every_pipelines_sorter_budget() {
+    let c = file("per-table-memory-quota = 8388608\n").unwrap();
+    assert_eq!(c.table_pipeline().sorter_bytes, 8 << 20);
+    // The other pipeline settings keep their defaults.
+    let defaults = crate::pipeline::table::TablePipelineConfig::default();
+    assert_eq!(c.table_pipeline().poll_interval, defaults.poll_interval);
+    assert_eq!(c.table_pipeline().max_slice_ms, defaults.max_slice_ms);
+    let unset = resolve_with(&ServerFlags::default(), None).unwrap();
+    assert_eq!(unset.table_pipeline().sorter_bytes, 20 << 20);
+}
+
+#[test]
 fn every_validation_error_names_key_and_value() {
     let flag = |f: fn(&mut ServerFlags)| {
         let mut s = ServerFlags::default();

@@ -1,7 +1,13 @@
-//! The table pipeline (target-design §8): source → sorter → sink per table. Work in progress
-//! for issue #4: the sorter and the table task are done; the supervisor that starts and
-//! stops tasks on the processor's commands comes next.
+//! The table pipeline (target-design §8): source → sorter → sink per table.
+//!
+//! - [`table`]: one table's task; [`sorter`]: its memory-bounded sorter.
+//! - [`executor`]: where pipelines run: a data-plane runtime apart from the control plane,
+//!   every pull on its bounded blocking pool.
+//!
+//! The supervisor that starts and stops pipelines on the processor's commands is
+//! `processor::runtime::supervise`.
 
+pub mod executor;
 pub mod metrics;
 pub mod sorter;
 pub mod table;

@@ -11,6 +11,7 @@
 //! reaches it the task reports `Stopped { checkpoint }` and ends, exactly what the op
 //! protocol needs to finish the remove (facts §5).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use parking_lot::Mutex;
 use rcdc_state::{ChangefeedId, TableId, Ts};
 use tokio::sync::watch;
 
+use super::executor::PipelineExecutor;
 use super::sorter::Sorter;
 use crate::event::TableEvent;
 use crate::processor::tick::{Pipelines, TablePipelineState, TableProgress};
@@ -52,71 +54,126 @@ impl Default for TablePipelineConfig {
     }
 }
 
-/// Runs the pipeline until stopped at its boundary, cancelled (the task is aborted), or
-/// failed. `stop_at` carries the remove boundary once the processor sets one.
-#[allow(clippy::too_many_arguments)]
-pub async fn run_table_pipeline(
-    changefeed: ChangefeedId,
-    table: TableId,
-    start_ts: Ts,
-    mut source: Box<dyn TableSource>,
-    mut sink: Box<dyn TableSink>,
+/// One pipeline run's entry in the shared progress map.
+///
+/// Aborting a task does not stop a pull already running, and that pull reports when it
+/// ends; so a cancelled or replaced run is *retired*, and a retired run's reports are
+/// dropped. Retiring and reporting both happen under the map's lock, so a report racing a
+/// cancel lands either before the cancel removes the entry or not at all: no ghost entry
+/// for a table the processor no longer runs.
+#[derive(Clone)]
+pub struct ProgressSlot {
     progress: Arc<Mutex<Pipelines>>,
-    mut stop_at: watch::Receiver<Option<Ts>>,
-    config: TablePipelineConfig,
-) {
-    let key = (changefeed, table);
-    let report = |state: TablePipelineState, resolved: Ts, checkpoint: Ts| {
-        progress.lock().insert(
-            key.clone(),
+    key: (ChangefeedId, TableId),
+    retired: Arc<AtomicBool>,
+}
+
+impl ProgressSlot {
+    /// A live slot for one run of `key`'s pipeline.
+    pub fn new(progress: Arc<Mutex<Pipelines>>, key: (ChangefeedId, TableId)) -> Self {
+        Self {
+            progress,
+            key,
+            retired: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The changefeed and table.
+    pub fn key(&self) -> &(ChangefeedId, TableId) {
+        &self.key
+    }
+
+    /// Publishes the run's progress, unless the run was retired.
+    pub fn report(&self, state: TablePipelineState, resolved: Ts, checkpoint: Ts) {
+        let mut map = self.progress.lock();
+        // Relaxed is enough: the flag is only read and written under the map's lock.
+        if self.retired.load(Ordering::Relaxed) {
+            return;
+        }
+        map.insert(
+            self.key.clone(),
             TableProgress {
                 resolved_ts: resolved,
                 checkpoint_ts: checkpoint,
                 state,
             },
         );
-    };
-    let mut sorter = Sorter::new(config.sorter_bytes, start_ts);
-    let mut cursor = start_ts;
-    let mut checkpoint = start_ts;
+    }
+
+    /// Drops this run's later reports; with `remove`, its entry goes too, in the same step.
+    pub fn retire(&self, remove: bool) {
+        let mut map = self.progress.lock();
+        self.retired.store(true, Ordering::Relaxed);
+        if remove {
+            map.remove(&self.key);
+        }
+    }
+}
+
+/// Runs the pipeline until stopped at its boundary, cancelled (the task is aborted and the
+/// slot retired), or failed. `stop_at` carries the remove boundary once the processor sets
+/// one. Every pull, and closing the sink, runs through `executor`: off the control plane's
+/// threads, and the task yields at each of them.
+pub async fn run_table_pipeline(
+    start_ts: Ts,
+    source: Box<dyn TableSource>,
+    sink: Box<dyn TableSink>,
+    slot: ProgressSlot,
+    mut stop_at: watch::Receiver<Option<Ts>>,
+    config: TablePipelineConfig,
+    executor: PipelineExecutor,
+) {
+    let key = slot.key().clone();
     let mut counted = sink.rows_written();
-    report(TablePipelineState::Starting, start_ts, start_ts);
+    let mut work = Work {
+        source,
+        sorter: Sorter::new(config.sorter_bytes, start_ts),
+        sink,
+    };
+    let (mut cursor, mut resolved, mut checkpoint) = (start_ts, start_ts, start_ts);
+    slot.report(TablePipelineState::Starting, start_ts, start_ts);
     loop {
         let boundary = *stop_at.borrow();
-        if let Some(b) = boundary {
-            if checkpoint >= b {
-                sink.close();
-                report(
-                    TablePipelineState::Stopped {
-                        checkpoint_ts: checkpoint,
-                    },
-                    sorter.resolved(),
-                    checkpoint,
-                );
-                return;
-            }
+        if boundary.is_some_and(|b| checkpoint >= b) {
+            // Everything up to the checkpoint is durable whether or not closing succeeds.
+            let _ = executor.run_blocking(move || work.sink.close()).await;
+            let stopped = TablePipelineState::Stopped {
+                checkpoint_ts: checkpoint,
+            };
+            slot.report(stopped, resolved, checkpoint);
+            return;
         }
-        let mut upto = source.now();
-        if let Some(b) = boundary {
-            upto = upto.min(b);
-        }
-        let slice_end = Ts::from_parts(cursor.physical_ms() + config.max_slice_ms, 0);
-        upto = upto.min(slice_end.max(Ts(cursor.0 + 1)));
+        let upto = next_upto(work.source.now(), boundary, cursor, config.max_slice_ms);
         if upto > cursor {
-            match pull(&mut *source, &mut sorter, &mut *sink, cursor, upto) {
+            let (back, pulled) = match executor.run_blocking(move || work.pull(cursor, upto)).await
+            {
+                Ok(done) => done,
+                Err(e) => {
+                    // The work is lost with the panic (or the runtime's shutdown).
+                    tracing::warn!(table = %key.1, changefeed = %key.0, error = %e, "table pipeline failed");
+                    slot.report(
+                        TablePipelineState::Failed(e.to_string()),
+                        resolved,
+                        checkpoint,
+                    );
+                    return;
+                }
+            };
+            work = back;
+            resolved = work.sorter.resolved();
+            match pulled {
                 Ok(cp) => {
                     cursor = upto;
                     checkpoint = checkpoint.max(cp);
-                    let written = sink.rows_written();
+                    let written = work.sink.rows_written();
                     super::metrics::rows_flushed(key.0.as_str(), written.saturating_sub(counted));
                     counted = written;
-                    report(TablePipelineState::Running, sorter.resolved(), checkpoint);
-                    continue; // catch up without waiting
+                    slot.report(TablePipelineState::Running, resolved, checkpoint);
+                    continue; // catching up: pull again at once (the pull was a yield point)
                 }
                 Err(e) => {
                     tracing::warn!(table = %key.1, changefeed = %key.0, error = %e, "table pipeline failed");
-                    report(TablePipelineState::Failed(e), sorter.resolved(), checkpoint);
-                    sink.close();
+                    slot.report(TablePipelineState::Failed(e), resolved, checkpoint);
                     return;
                 }
             }
@@ -125,6 +182,37 @@ pub async fn run_table_pipeline(
             _ = tokio::time::sleep(config.poll_interval) => {}
             _ = stop_at.changed() => {}
         }
+    }
+}
+
+/// The end of the next pull: the upstream's now, capped by the boundary and by one slice.
+fn next_upto(now: Ts, boundary: Option<Ts>, cursor: Ts, max_slice_ms: u64) -> Ts {
+    let slice_end = Ts::from_parts(cursor.physical_ms() + max_slice_ms, 0);
+    let upto = boundary.map_or(now, |b| now.min(b));
+    upto.min(slice_end.max(Ts(cursor.0 + 1)))
+}
+
+/// What a pull works on, moved to the thread that runs the pull and back.
+struct Work {
+    source: Box<dyn TableSource>,
+    sorter: Sorter,
+    sink: Box<dyn TableSink>,
+}
+
+impl Work {
+    /// One pull; a failed pull closes the sink, which is poisoned anyway.
+    fn pull(mut self, after: Ts, upto: Ts) -> (Self, Result<Ts, String>) {
+        let pulled = pull(
+            &mut *self.source,
+            &mut self.sorter,
+            &mut *self.sink,
+            after,
+            upto,
+        );
+        if pulled.is_err() {
+            self.sink.close();
+        }
+        (self, pulled)
     }
 }
 

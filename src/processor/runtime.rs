@@ -10,7 +10,9 @@
 //!                          └──────────── Arc<Mutex<Pipelines>> <──┘
 //! ```
 //! The adapter never waits: it reads the progress map the tasks keep current and hands
-//! commands to the supervisor through a channel.
+//! commands to the supervisor through a channel. The adapter and the supervisor run on the
+//! control plane's runtime; the pipeline tasks, and every pull and sink open, on the
+//! data-plane runtime's threads (see [`crate::pipeline::executor`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,9 +25,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::tick::{
-    PipelineCommand, Pipelines, ProcessorInput, ProcessorManager, TablePipelineState, TableProgress,
+    PipelineCommand, Pipelines, ProcessorInput, ProcessorManager, TablePipelineState,
 };
-use crate::pipeline::table::{run_table_pipeline, TablePipelineConfig, TableSource};
+use crate::pipeline::executor::PipelineExecutor;
+use crate::pipeline::table::{run_table_pipeline, ProgressSlot, TablePipelineConfig, TableSource};
 use crate::record::processor::RecordedProcessorInput;
 use crate::sink::TableSink;
 
@@ -148,17 +151,37 @@ impl Reactor for ProcessorReactor {
     }
 }
 
+/// A pipeline run the supervisor started. Dropping it aborts the task, so pipelines on the
+/// data-plane runtime never outlive their supervisor (a capture whose tasks are dropped).
 struct Running {
     task: JoinHandle<()>,
     stop_at: watch::Sender<Option<Ts>>,
+    slot: ProgressSlot,
+}
+
+impl Running {
+    /// Ends the run: its reports stop (and with `remove` its entry goes) before the abort,
+    /// so a pull still in flight cannot bring the entry back.
+    fn end(self, remove: bool) {
+        self.slot.retire(remove);
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// Executes pipeline commands until the channel closes, then cancels every pipeline.
+/// Pipelines, and opening their sources and sinks, run on `executor`, never on the
+/// supervisor's (the control plane's) threads.
 pub async fn supervise(
     mut commands: mpsc::UnboundedReceiver<Command>,
     factory: Arc<dyn PipelineFactory>,
     pipelines: Arc<Mutex<Pipelines>>,
     config: TablePipelineConfig,
+    executor: PipelineExecutor,
 ) {
     let mut running: BTreeMap<(ChangefeedId, TableId), Running> = BTreeMap::new();
     while let Some(Command { command, info }) = commands.recv().await {
@@ -168,47 +191,29 @@ pub async fn supervise(
                 table,
                 start_ts,
             } => {
-                if let Some(old) = running.remove(&(changefeed.clone(), table)) {
-                    old.task.abort();
+                let key = (changefeed, table);
+                if let Some(old) = running.remove(&key) {
+                    old.end(false); // the new run reports over its entry
                 }
-                let key = (changefeed.clone(), table);
-                let built = info
-                    .ok_or_else(|| format!("changefeed {changefeed} has no info"))
-                    .and_then(|info| {
-                        Ok((
-                            factory.source(&changefeed, &info, table)?,
-                            factory.sink(&changefeed, &info, table)?,
-                        ))
-                    });
-                let (source, sink) = match built {
-                    Ok(parts) => parts,
-                    Err(e) => {
-                        // Reported as a failed pipeline: the processor records the error in
-                        // its TaskPosition and backs off; other changefeeds are unaffected.
-                        tracing::warn!(%changefeed, %table, error = %e, "cannot start table pipeline");
-                        pipelines.lock().insert(
-                            key,
-                            TableProgress {
-                                resolved_ts: start_ts,
-                                checkpoint_ts: start_ts,
-                                state: TablePipelineState::Failed(e),
-                            },
-                        );
-                        continue;
-                    }
-                };
                 let (stop_at, stop_rx) = watch::channel(None);
-                let task = tokio::spawn(run_table_pipeline(
-                    changefeed,
-                    table,
+                let slot = ProgressSlot::new(pipelines.clone(), key.clone());
+                let task = executor.spawn(open_and_run(
+                    factory.clone(),
+                    info,
                     start_ts,
-                    source,
-                    sink,
-                    pipelines.clone(),
+                    slot.clone(),
                     stop_rx,
                     config.clone(),
+                    executor.clone(),
                 ));
-                running.insert(key, Running { task, stop_at });
+                running.insert(
+                    key,
+                    Running {
+                        task,
+                        stop_at,
+                        slot,
+                    },
+                );
             }
             PipelineCommand::StopAt {
                 changefeed,
@@ -221,14 +226,56 @@ pub async fn supervise(
             }
             PipelineCommand::Cancel { changefeed, table } => {
                 let key = (changefeed, table);
-                if let Some(r) = running.remove(&key) {
-                    r.task.abort();
+                match running.remove(&key) {
+                    Some(r) => r.end(true),
+                    None => {
+                        pipelines.lock().remove(&key);
+                    }
                 }
-                pipelines.lock().remove(&key);
             }
         }
     }
     for (_, r) in running {
-        r.task.abort();
+        r.end(false);
     }
 }
+
+/// Opens a table's source and sink (blocking work: a file sink creates directories and
+/// files), then runs its pipeline.
+async fn open_and_run(
+    factory: Arc<dyn PipelineFactory>,
+    info: Option<ChangeFeedInfo>,
+    start_ts: Ts,
+    slot: ProgressSlot,
+    stop_at: watch::Receiver<Option<Ts>>,
+    config: TablePipelineConfig,
+    executor: PipelineExecutor,
+) {
+    let (changefeed, table) = slot.key().clone();
+    let open = move || -> Result<_, String> {
+        let info = info.ok_or_else(|| format!("changefeed {changefeed} has no info"))?;
+        Ok((
+            factory.source(&changefeed, &info, table)?,
+            factory.sink(&changefeed, &info, table)?,
+        ))
+    };
+    let opened = match executor.run_blocking(open).await {
+        Ok(opened) => opened,
+        Err(e) => Err(e.to_string()),
+    };
+    match opened {
+        Ok((source, sink)) => {
+            run_table_pipeline(start_ts, source, sink, slot, stop_at, config, executor).await
+        }
+        Err(e) => {
+            // Reported as a failed pipeline: the processor records the error in its
+            // TaskPosition and backs off; other changefeeds are unaffected.
+            let (changefeed, table) = slot.key();
+            tracing::warn!(%changefeed, %table, error = %e, "cannot start table pipeline");
+            slot.report(TablePipelineState::Failed(e), start_ts, start_ts);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

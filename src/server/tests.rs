@@ -4,6 +4,14 @@ use std::time::Duration;
 use super::*;
 
 fn server_config(upstream: &str, gc_ttl: Duration) -> ServerConfig {
+    with_pipelines(upstream, gc_ttl, TablePipelineConfig::default())
+}
+
+fn with_pipelines(
+    upstream: &str,
+    gc_ttl: Duration,
+    table_pipeline: TablePipelineConfig,
+) -> ServerConfig {
     ServerConfig {
         endpoints: vec!["http://127.0.0.1:2379".into()],
         addr: "127.0.0.1:8300".into(),
@@ -15,6 +23,7 @@ fn server_config(upstream: &str, gc_ttl: Duration) -> ServerConfig {
         processor_flush_interval: Duration::from_millis(100),
         gc_ttl,
         tz: TimeZone::default(),
+        table_pipeline,
         config_json: serde_json::Value::Null,
         set_log_level: Arc::new(|_| Ok(())),
         recording: crate::record::RecordingControl::new(Default::default()),
@@ -36,4 +45,26 @@ fn issue_11_the_owner_pushes_safe_points_with_the_configured_gc_ttl() {
 fn issue_11_the_owner_knows_the_default_upstream() {
     let owner = owner_config(&server_config("demo://?seed=3", Duration::from_secs(600)));
     assert_eq!(owner.gc.default_upstream, "demo://?seed=3");
+}
+
+/// Item 10 of issue #11: `per-table-memory-quota` was validated but every pipeline used the
+/// default sorter budget.
+#[test]
+fn the_capture_starts_pipelines_with_the_configured_sorter_budget() {
+    let table = TablePipelineConfig {
+        sorter_bytes: 8 << 20,
+        ..Default::default()
+    };
+    let plane = Arc::new(DataPlane::new("demo://", Arc::new(SystemClock)));
+    let roles = cluster_roles(
+        &with_pipelines("demo://", Duration::from_secs(600), table),
+        plane,
+        DataPlaneRuntime::inline(),
+        Default::default(),
+    );
+    assert_eq!(roles.table.sorter_bytes, 8 << 20);
+    assert_eq!(
+        roles.owner.gc.ttl_secs, 600,
+        "the owner's settings come along"
+    );
 }

@@ -17,7 +17,15 @@
 //! the files by key in commit-ts order up to that checkpoint ([`read_table_files`],
 //! [`read_checkpoint`], [`fold_rows`]).
 //!
-//! Everything here is synchronous: the runtime calls it from `spawn_blocking`.
+//! Everything here is synchronous and may block for as long as the disk takes (writes, fsync).
+//! Where it runs:
+//! - table sinks are opened, written, flushed and closed only by table pipelines, on the
+//!   data-plane runtime's bounded blocking pool (see [`crate::pipeline::executor`]), never on
+//!   a thread that runs the session keep-alive or an etcd worker;
+//! - the checkpoint writer is called by the owner's effect executor, a task on the control
+//!   plane's runtime. `DataPlane` keeps one writer per changefeed and skips unchanged values,
+//!   so that is one small write + fsync + rename per changefeed whose checkpoint moved, per
+//!   owner flush.
 
 pub mod blackhole;
 pub mod canal_json;

@@ -75,14 +75,13 @@ fn spawn_pipeline(
     stop_at: watch::Receiver<Option<Ts>>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(run_table_pipeline(
-        "cf".into(),
-        TableId(7),
         Ts::from_parts(1_000, 0),
         source,
         sink,
-        progress.clone(),
+        ProgressSlot::new(progress.clone(), ("cf".into(), TableId(7))),
         stop_at,
         config(),
+        crate::pipeline::executor::DataPlaneRuntime::inline().executor(),
     ))
 }
 
@@ -200,4 +199,22 @@ async fn a_source_error_reports_failed() {
         .await
         .expect("ends")
         .expect("no panic");
+}
+
+#[test]
+fn a_replaced_runs_late_report_does_not_overwrite_the_new_run() {
+    let progress = Arc::new(Mutex::new(Pipelines::new()));
+    let key: (ChangefeedId, TableId) = ("cf".into(), TableId(7));
+    let (t1, t2) = (Ts::from_parts(1_000, 0), Ts::from_parts(2_000, 0));
+    let old = ProgressSlot::new(progress.clone(), key.clone());
+    old.report(TablePipelineState::Running, t2, t2);
+    old.retire(false);
+    assert!(progress.lock().contains_key(&key), "kept for the new run");
+    let new = ProgressSlot::new(progress.clone(), key.clone());
+    new.report(TablePipelineState::Starting, t1, t1);
+    old.report(TablePipelineState::Running, t2, t2); // a pull that was in flight
+    assert_eq!(progress.lock()[&key].state, TablePipelineState::Starting);
+    new.retire(true);
+    new.report(TablePipelineState::Running, t2, t2);
+    assert!(progress.lock().is_empty());
 }

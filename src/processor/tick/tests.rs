@@ -323,7 +323,11 @@ fn every_operation_transition() {
         let out = w.tick();
         assert_eq!(out.commands, case.commands, "{}", case.name);
         assert!(
-            out.groups.iter().filter(|g| !g.label.ends_with("/workload")).count() <= 1,
+            out.groups
+                .iter()
+                .filter(|g| !g.label.ends_with("/workload"))
+                .count()
+                <= 1,
             "{}: one group per changefeed (and its workload)",
             case.name
         );
