@@ -65,7 +65,7 @@ pub struct ReplayReport {
 
 /// A reactor being replayed.
 enum Replayer {
-    Owner(Owner),
+    Owner(Box<Owner>),
     Processor {
         manager: ProcessorManager,
         pipelines: Pipelines,
@@ -75,9 +75,9 @@ enum Replayer {
 impl Replayer {
     fn fresh(role: Role, capture: &str, config: serde_json::Value) -> Result<Self, String> {
         Ok(match role {
-            Role::Owner => Replayer::Owner(Owner::new(
+            Role::Owner => Replayer::Owner(Box::new(Owner::new(
                 serde_json::from_value(config).map_err(|e| format!("owner config: {e}"))?,
-            )),
+            ))),
             Role::Processor => Replayer::Processor {
                 manager: ProcessorManager::new(
                     capture.into(),
