@@ -121,8 +121,10 @@ pub async fn serve(
         set_log_level: config.set_log_level.clone(),
         recording: config.recording.clone(),
         clock,
+        // Longer than the owner's own confirmation deadline, so a forwarded request gets the
+        // owner's answer (`ErrOwnerUnconfirmed` included) rather than a forwarding timeout.
         http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
+            .timeout(crate::owner::runtime::REQUEST_TIMEOUT + Duration::from_secs(10))
             .build()
             .unwrap_or_default(),
     };

@@ -841,3 +841,147 @@ fn seeded_fault_simulation_keeps_every_invariant() {
         "too few admin jobs were acknowledged ({acked} over {seeds} seeds) to check the invariant"
     );
 }
+
+/// Issue #11: pause, resume and remove of a changefeed whose tables are spread over 100
+/// captures complete and are acknowledged only once they took effect, while the store fails
+/// and loses the outcome of some txns.
+async fn hundred_captures(seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let clock = Arc::new(VClock(tokio::time::Instant::now()));
+    let mut world = World {
+        record: None,
+        store: MemStore::new(),
+        clock: clock.clone(),
+        upstream: format!(
+            "demo://?tables=200&rows-per-second=1&key-space=10&seed={seed}&start={}&retention=none",
+            BASE_MS - 60_000
+        ),
+        rows: Default::default(),
+        captures: vec![],
+        next_name: 0,
+    };
+    let lease_clock = world.store.clone();
+    let ticker = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            lease_clock.advance_clock(Duration::from_millis(50));
+        }
+    });
+    for _ in 0..100 {
+        world.spawn_capture();
+    }
+    let info = format!(
+        r#"{{"sink-uri":"blackhole://","opts":{{}},"start-ts":{},"target-ts":0,"admin-job-type":0,"sort-engine":"unified","config":{{}},"state":"normal","history":null,"error":null}}"#,
+        Ts::from_parts(BASE_MS, 0).0
+    );
+    world
+        .store
+        .txn(Txn {
+            success: vec![TxnOp::Put {
+                key: format!("{PREFIX}/changefeed/info/sim"),
+                value: info.into_bytes(),
+                lease: 0,
+            }],
+            ..Txn::default()
+        })
+        .await
+        .expect("create the changefeed");
+    let holders = |world: &World| -> BTreeSet<String> {
+        world
+            .store
+            .dump()
+            .iter()
+            .filter(|kv| kv.key.starts_with(&format!("{PREFIX}/task/status/")))
+            .filter(|kv| {
+                serde_json::from_slice::<TaskStatus>(&kv.value)
+                    .ok()
+                    .and_then(|s| s.tables)
+                    .is_some_and(|t| !t.is_empty())
+            })
+            .map(|kv| kv.key.clone())
+            .collect()
+    };
+    let until = tokio::time::Instant::now() + Duration::from_secs(30);
+    while holders(&world).len() < 100 {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "seed {seed}: tables never spread over 100 captures ({} hold some)",
+            holders(&world).len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = Arc::new(Mutex::new(AdminLog::default()));
+    for job in [AdminJob::Pause, AdminJob::Resume, AdminJob::Remove] {
+        // Some of the owner's txns around the job fail or lose their outcome.
+        let mode = [
+            FailMode::Unavailable,
+            FailMode::IndeterminateApplied,
+            FailMode::IndeterminateNotApplied,
+        ][rng.gen_range(0..3)];
+        world.store.fail_next_txns(rng.gen_range(1..4), mode);
+        let before = log.lock().acked;
+        let until = tokio::time::Instant::now() + Duration::from_secs(30);
+        while log.lock().acked == before {
+            assert!(
+                tokio::time::Instant::now() < until,
+                "seed {seed}: {job:?} never acknowledged: {:#?}",
+                log.lock().lines
+            );
+            if let Some(task) = send_admin(&world, job, log.clone()) {
+                let _ = task.await;
+            }
+            let violations = log.lock().violations.clone();
+            assert!(violations.is_empty(), "seed {seed}: {violations:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // The consequence completes: paused and removed changefeeds hold no task keys; a
+        // resumed one spreads over the captures again.
+        let until = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let held = holders(&world).len();
+            let done = match job {
+                AdminJob::Pause | AdminJob::Remove => held == 0,
+                AdminJob::Resume => held == 100,
+            };
+            if done {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < until,
+                "seed {seed}: after {job:?}, {held} captures still hold tables"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let left: Vec<String> = world
+        .store
+        .dump()
+        .into_iter()
+        .map(|kv| kv.key)
+        .filter(|k| {
+            !k.starts_with(&format!("{PREFIX}/capture/"))
+                && !k.starts_with(&format!("{PREFIX}/owner"))
+                && !k.contains("/meta/")
+        })
+        .collect();
+    assert!(
+        left.is_empty(),
+        "seed {seed}: removed, yet keys remain: {left:?}"
+    );
+    ticker.abort();
+    for c in &world.captures {
+        c.dead.store(true, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn pause_resume_remove_over_100_captures_are_acknowledged_only_once_done() {
+    for seed in 0..3 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("runtime")
+            .block_on(hundred_captures(seed));
+    }
+}

@@ -378,8 +378,9 @@ async fn owner_action(
                 .ok_or_else(|| anyhow!("owner {owner} has no capture info"))?
         }
     };
+    // Past the owner's confirmation deadline and a forward's, so the CLI prints their answer.
     let http = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(30))
+        .timeout(rcdc::owner::runtime::REQUEST_TIMEOUT + std::time::Duration::from_secs(20))
         .build()?;
     let base = format!("http://{address}/api/v1/changefeeds/{id}");
     let request = match action {

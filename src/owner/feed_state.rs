@@ -230,11 +230,9 @@ impl FeedStateMachine {
 
         if let Some(queued) = self.jobs.pop_front() {
             job = Some(queued.job);
+            // Removed: the task keys go on the next visit, once the info is gone (the owner's
+            // clean-up of a changefeed without info).
             let removed = self.on_admin_job(queued, state, layout, &mut d);
-            if removed {
-                // Removed: the task keys go after the info and status are deleted.
-                d.cleanup = task_key_deletes(layout, &self.id, cf);
-            }
             if d.patches.is_empty() {
                 // Refused, or already in place: nothing to wait for.
                 if d.rejected.is_empty() {
@@ -261,9 +259,13 @@ impl FeedStateMachine {
                 }
             }
         }
-        if !d.should_run {
+        if !d.should_run && d.patches.is_empty() {
             // Processors stop when their task keys go (TiCDC's cleanUpInfos); the tables
-            // are re-dispatched from the checkpoint when the feed runs again.
+            // are re-dispatched from the checkpoint when the feed runs again. Not in the tick
+            // that changes the state: until that commits, processors keep writing their
+            // positions, and a txn deleting their keys would conflict with them over and
+            // over (and hold up the state change if packed with it). Once the stopped state
+            // is in, processors go quiet and the deletes land.
             d.cleanup = task_key_deletes(layout, &self.id, cf);
         }
         // The errors this decision consumed (recorded in its state group).

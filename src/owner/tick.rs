@@ -607,10 +607,12 @@ impl Owner {
         if !only_task_keys_corrupt(layout, cf) {
             return false;
         }
+        // Reported while it runs; in `error` it is already stopping, and its backoff visits
+        // delete the keys (reporting again would only push the retry further out).
         let running = cf
             .info
             .as_ref()
-            .is_some_and(|i| matches!(i.state, FeedState::Normal | FeedState::Error));
+            .is_some_and(|i| i.state == FeedState::Normal);
         if running {
             let keys: Vec<&str> = cf.corrupt.keys().map(String::as_str).collect();
             let error = owner_error(

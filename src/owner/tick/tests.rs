@@ -276,6 +276,7 @@ fn pause_stops_processors_and_resume_redispatches() {
         requests: vec![OwnerRequest::Admin(CF.into(), AdminJob::Pause)],
         ..Default::default()
     });
+    c.tick(); // the deletes follow the committed state change
     assert!(
         !c.kv.keys().any(|k| k.starts_with("/tidb/cdc/task/")),
         "task keys deleted: processors stop"
