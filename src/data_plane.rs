@@ -166,9 +166,11 @@ impl OwnerUpstream for DataPlane {
         // dropped, and so is one that failed: a fresh writer gets one more try, so a sink
         // repaired behind our back (its directory re-created) is no error.
         if let Some(mut kept) = open.remove(changefeed).filter(|k| k.is_for(info)) {
-            if kept.last == checkpoint {
+            if checkpoint <= kept.last {
+                // Durable already (no IO), or older than what this sink holds: a late effect
+                // must never move a sink's checkpoint back.
                 open.insert(changefeed.clone(), kept);
-                return Ok(()); // durable already: no IO
+                return Ok(());
             }
             match kept.writer.write_checkpoint(checkpoint) {
                 Ok(()) => {

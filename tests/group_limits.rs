@@ -1,6 +1,6 @@
 //! Groups fit etcd's txn limits by construction (target-design §3, issue #11): whatever the
 //! owner and the processor managers emit, through a first dispatch, pause, resume, the loss of
-//! most captures and a remove, every group alone fits one txn (≤ 128 ops with the delete
+//! most captures, a rebalance onto a new capture, a drain and a remove, every group alone fits one txn (≤ 128 ops with the delete
 //! counter and the owner's fence, ≤ 1.25 MiB), checked with the worker's own planner.
 //!
 //! The cluster is pure: a key map stands in for etcd, the real `Owner` and one real
@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use rcdc::owner::feed_state::AdminJob;
+use rcdc::owner::scheduler::{ScheduleRequest, SchedulerConfig};
 use rcdc::owner::tick::{
     Owner, OwnerConfig, OwnerEffect, OwnerEffectResult, OwnerInput, OwnerRequest,
 };
@@ -22,7 +23,8 @@ use rcdc_state::model::FeedState;
 use rcdc_state::{CaptureId, ChangefeedId, GlobalState, PatchGroup, PatchOutcome, TableId, Ts};
 
 const CF: &str = "cf";
-const START: u64 = 1_000;
+/// A real TSO (2021), so values have their real size.
+const START: u64 = 425_000_000_000_000_000;
 
 struct Cluster {
     kv: BTreeMap<String, Vec<u8>>,
@@ -100,7 +102,10 @@ impl Cluster {
                 .filter_map(|p| self.kv.get(&p.key).map(|v| (p.key.clone(), v.clone())))
                 .collect();
             if let Err(why) = check_group_fits(&touched, &group, &TxnLimits::default()) {
-                panic!("a group does not fit one txn: {why}");
+                panic!(
+                    "a group does not fit one txn: {why}; holdings {:?}",
+                    self.holdings()
+                );
             }
             self.groups_checked += 1;
             let size: usize = g.patches.iter().map(|p| p.key.len()).sum::<usize>()
@@ -128,7 +133,7 @@ impl Cluster {
 
     fn tick(&mut self, requests: Vec<OwnerRequest>) {
         self.now += 200;
-        self.ts += 10;
+        self.ts += 10 << 18; // 10 ms of physical time
         let input = OwnerInput {
             now_ms: self.now,
             requests,
@@ -177,6 +182,49 @@ impl Cluster {
             .info
             .as_ref()
             .map(|i| i.state)
+    }
+
+    /// Tables held per capture.
+    fn holdings(&self) -> BTreeMap<CaptureId, usize> {
+        let mut out = BTreeMap::new();
+        if let Some(cf) = self.live.changefeed(&ChangefeedId::new(CF)) {
+            for (capture, s) in &cf.task_statuses {
+                if self.live.captures().contains_key(capture) {
+                    out.insert(capture.clone(), s.tables.as_ref().map_or(0, |t| t.len()));
+                }
+            }
+        }
+        out
+    }
+
+    fn held_by(&self, capture: &str) -> usize {
+        self.holdings()
+            .get(&CaptureId::new(capture))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Largest minus smallest table count over the live captures.
+    fn spread(&self) -> usize {
+        let mut counts: Vec<usize> = self
+            .live
+            .captures()
+            .keys()
+            .map(|c| self.holdings().get(c).copied().unwrap_or(0))
+            .collect();
+        counts.sort_unstable();
+        counts.last().copied().unwrap_or(0) - counts.first().copied().unwrap_or(0)
+    }
+
+    /// Settles, then ticks until `done` holds.
+    fn settle_until(&mut self, what: &str, done: impl Fn(&Cluster) -> bool) {
+        for _ in 0..200 {
+            self.settle(what);
+            if done(self) {
+                return;
+            }
+        }
+        panic!("{what}: not done; holdings {:?}", self.holdings());
     }
 
     /// Ticks until every table has exactly one holder and no op is in flight.
@@ -274,6 +322,45 @@ fn lifecycle(captures: usize, tables: i64) {
     }
     c.add_capture("late");
     c.settle(&format!("{case}: after losing captures"));
+
+    // A rebalance onto the new capture: its moves go in rounds within the op limit.
+    c.tick(vec![OwnerRequest::Schedule(
+        ChangefeedId::new(CF),
+        ScheduleRequest::Rebalance,
+    )]);
+    c.settle_until(&format!("{case}: rebalance"), |c| c.spread() <= 1);
+
+    // One capture drains (graceful shutdown): every table moves off it, in rounds.
+    let leaving = c
+        .processors
+        .keys()
+        .next()
+        .map(|id| id.to_string())
+        .unwrap_or_default();
+    if c.processors.len() > 1 {
+        let v = format!(
+            r#"{{"id":"{leaving}","address":"{leaving}:8300","version":"v5.1.0","rcdc-draining":true}}"#
+        );
+        c.put(format!("/tidb/cdc/capture/{leaving}"), Some(v.into_bytes()));
+        let cap = SchedulerConfig::default().max_tables_per_capture;
+        if (tables as usize) <= cap * (c.processors.len() - 1) {
+            c.settle_until(&format!("{case}: drain"), |c| c.held_by(&leaving) == 0);
+        } else {
+            // The others cannot take it all: they fill up to their table limit, no further.
+            for _ in 0..100 {
+                c.tick(vec![]);
+            }
+            let holdings = c.holdings();
+            assert!(
+                holdings
+                    .iter()
+                    .all(|(id, n)| *n <= cap || id.as_str() == leaving),
+                "{case}: a capture past the table limit: {holdings:?}"
+            );
+        }
+        // It leaves for good; its tables go to whoever has room.
+        c.kill_capture(&leaving);
+    }
 
     c.tick(admin(AdminJob::Remove));
     for _ in 0..5 {

@@ -86,14 +86,36 @@ pub struct FeedDecision {
     pub rejected: Vec<(AdminJob, String)>,
 }
 
-/// A queued admin job; `retry` once its first decision's group was dropped.
+/// A queued admin job; `retry` once its first decision's group was dropped. (Recordings made
+/// before retries were tracked stored the bare job.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "QueuedJobRepr")]
 struct QueuedJob {
     job: AdminJob,
     /// A retried job whose wanted state is already in place is done, not refused: its first
     /// commit may have landed although the worker could not tell (an indeterminate txn).
     #[serde(default)]
     retry: bool,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum QueuedJobRepr {
+    Current {
+        job: AdminJob,
+        #[serde(default)]
+        retry: bool,
+    },
+    Bare(AdminJob),
+}
+
+impl From<QueuedJobRepr> for QueuedJob {
+    fn from(r: QueuedJobRepr) -> Self {
+        match r {
+            QueuedJobRepr::Current { job, retry } => QueuedJob { job, retry },
+            QueuedJobRepr::Bare(job) => QueuedJob { job, retry: false },
+        }
+    }
 }
 
 /// The timing memory a decision changes; restored when the decision's group is dropped, so

@@ -315,19 +315,49 @@ async fn execute(
     results: mpsc::UnboundedSender<OwnerEffectResult>,
 ) {
     while let Some(effect) = rx.recv().await {
+        // The reactor is gone (deposed, resigned): effects still buffered were decided by an
+        // owner that no longer holds the fence, and must not run after its successor's.
+        if results.is_closed() {
+            return;
+        }
+        let failed = failure_of(&effect.effect);
         let upstream = upstream.clone();
         let result = match tokio::task::spawn_blocking(move || run_effect(effect, &*upstream)).await
         {
             Ok(Some(result)) => result,
             Ok(None) => continue,
             Err(e) => {
+                // A result is owed: without one, a table listing or DDL query would stay "in
+                // flight" forever.
                 tracing::error!(error = %e, "owner effect panicked");
-                continue;
+                match failed(format!("the effect panicked: {e}")) {
+                    Some(result) => result,
+                    None => continue,
+                }
             }
         };
         if results.send(result).is_err() {
             return; // the owner is gone
         }
+    }
+}
+
+/// The failure result an effect reports if it cannot run at all.
+fn failure_of(effect: &OwnerEffect) -> impl FnOnce(String) -> Option<OwnerEffectResult> {
+    let effect = effect.clone();
+    move |error| match effect {
+        OwnerEffect::ListTables { changefeed, .. } => {
+            Some(OwnerEffectResult::TablesFailed { changefeed, error })
+        }
+        OwnerEffect::FetchDdl { changefeed, .. } => {
+            Some(OwnerEffectResult::DdlFailed { changefeed, error })
+        }
+        OwnerEffect::WriteSinkCheckpoint { changefeed, .. } => {
+            Some(OwnerEffectResult::SinkCheckpointFailed { changefeed, error })
+        }
+        OwnerEffect::UpdateGcSafePoint(update) => Some(OwnerEffectResult::GcSafePoint(
+            SafePointResult::answer(&update, Err(error)),
+        )),
     }
 }
 

@@ -74,6 +74,16 @@ pub struct SchedulerConfig {
     /// 1,000 ops are ~630 KiB).
     #[serde(default = "default_max_ops_per_capture")]
     pub max_ops_per_capture: usize,
+    /// At most this many tables of one changefeed on one capture: its TaskStatus is one etcd
+    /// value and must fit a txn with its ops (with real TSOs ~57 bytes a table and up to ~120
+    /// an op: 18,000 tables and 1,000 ops are ~1.1 MB of etcd's 1.25 MiB). Tables no capture
+    /// has room for stay unassigned (the changefeed's checkpoint waits) until captures join.
+    #[serde(default = "default_max_tables_per_capture")]
+    pub max_tables_per_capture: usize,
+}
+
+fn default_max_tables_per_capture() -> usize {
+    18_000
 }
 
 fn default_max_ops_per_capture() -> usize {
@@ -86,6 +96,7 @@ impl Default for SchedulerConfig {
             rebalance_interval_ms: 60_000,
             rebalance_skew: 1,
             max_ops_per_capture: default_max_ops_per_capture(),
+            max_tables_per_capture: default_max_tables_per_capture(),
         }
     }
 }
@@ -133,6 +144,11 @@ pub struct TableScheduler {
     /// Queued move requests, oldest first.
     moves: Vec<QueuedMove>,
     /// Rebalances asked for (API) that have not run yet; several are one rebalance.
+    #[serde(
+        default,
+        alias = "rebalance_requested",
+        deserialize_with = "count_or_flag"
+    )]
     rebalance_requests: usize,
     /// The live capture set changed and the rebalance it calls for has not run yet.
     captures_changed: bool,
@@ -143,14 +159,63 @@ pub struct TableScheduler {
     last_check_ms: Option<u64>,
 }
 
-/// A move request waiting to run.
+/// Recordings made before rebalance requests were counted stored a flag.
+fn count_or_flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum CountOrFlag {
+        Count(usize),
+        Flag(bool),
+    }
+    Ok(match serde::Deserialize::deserialize(d)? {
+        CountOrFlag::Count(n) => n,
+        CountOrFlag::Flag(b) => usize::from(b),
+    })
+}
+
+/// A move request waiting to run (recordings made before retries were tracked stored a
+/// `(table, target)` pair).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "QueuedMoveRepr")]
 struct QueuedMove {
     table: TableId,
     target: CaptureId,
     /// Re-queued after its first run's group was dropped: finding the table already on the
     /// target means that run landed after all.
     retry: bool,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum QueuedMoveRepr {
+    Current {
+        table: TableId,
+        target: CaptureId,
+        #[serde(default)]
+        retry: bool,
+    },
+    Pair(TableId, CaptureId),
+}
+
+impl From<QueuedMoveRepr> for QueuedMove {
+    fn from(r: QueuedMoveRepr) -> Self {
+        match r {
+            QueuedMoveRepr::Current {
+                table,
+                target,
+                retry,
+            } => QueuedMove {
+                table,
+                target,
+                retry,
+            },
+            QueuedMoveRepr::Pair(table, target) => QueuedMove {
+                table,
+                target,
+                retry: false,
+            },
+        }
+    }
 }
 
 /// Where a table is, in this tick's working view.
@@ -203,8 +268,25 @@ impl TableScheduler {
         }
     }
 
+    /// Takes every queued request (the changefeed stopped or is gone: they are refused).
+    pub fn drain_requests(&mut self) -> Vec<ScheduleRequest> {
+        let mut out: Vec<ScheduleRequest> = std::mem::take(&mut self.moves)
+            .into_iter()
+            .map(|m| ScheduleRequest::MoveTable {
+                table: m.table,
+                target: m.target,
+            })
+            .collect();
+        out.extend(std::iter::repeat_n(
+            ScheduleRequest::Rebalance,
+            std::mem::take(&mut self.rebalance_requests),
+        ));
+        out
+    }
+
     /// Puts back requests whose groups were dropped, ahead of newer ones: the next tick runs
-    /// them again on fresh state.
+    /// them again on fresh state. A dropped group may also have carried a rebalance that a
+    /// capture change called for, so that check runs again too.
     pub fn requeue(&mut self, started: Vec<ScheduleRequest>) {
         let mut moves = Vec::new();
         for req in started {
@@ -219,6 +301,7 @@ impl TableScheduler {
         }
         moves.append(&mut self.moves);
         self.moves = moves;
+        self.captures_changed = true;
     }
 
     /// Move requests still waiting (their table had an op in flight).
@@ -279,21 +362,9 @@ impl TableScheduler {
             group: PatchGroup::new(format!("changefeed/{}/schedule", self.changefeed)),
             checkpoint,
         };
-        // Room for new ops per capture this tick (a first dispatch goes in rounds).
-        let mut room: BTreeMap<CaptureId, usize> = captures
-            .keys()
-            .map(|c| {
-                let ops = cf
-                    .task_statuses
-                    .get(c)
-                    .and_then(|s| s.operation.as_ref())
-                    .map_or(0, |ops| ops.len());
-                (
-                    c.clone(),
-                    self.config.max_ops_per_capture.saturating_sub(ops),
-                )
-            })
-            .collect();
+        // Room per capture this tick for new ops (a first dispatch goes in rounds) and new
+        // tables (a TaskStatus must stay one etcd value).
+        let mut room = Room::new(cf, captures, &self.config);
 
         // 2. Finished ops: delete them; a finished move hands its table to the target.
         for (capture, removes) in &finished {
@@ -308,6 +379,11 @@ impl TableScheduler {
                     || holds.contains_key(&r.table)
                 {
                     // Dropped meanwhile, target gone, or somehow held: step 3/4 decide.
+                    continue;
+                }
+                if !room.take_target(target) {
+                    // The target is at its op limit: step 4 places the table this round or
+                    // a later one.
                     continue;
                 }
                 plan.add(target, r.table);
@@ -346,13 +422,13 @@ impl TableScheduler {
             if holds.contains_key(table) {
                 continue;
             }
-            // The least-loaded capture with room for another op; a full one sits out the
-            // rest of this round.
+            // The least-loaded capture with room for another table; a full one sits out
+            // the rest of this round.
             let picked = loop {
                 let Some((n, capture)) = by_load.pop_first() else {
                     break None;
                 };
-                if room.get(&capture).is_some_and(|r| *r > 0) {
+                if room.take_target(&capture) {
                     break Some((n, capture));
                 }
                 full.push((n, capture));
@@ -365,9 +441,6 @@ impl TableScheduler {
                 break;
             };
             plan.add(&capture, *table);
-            if let Some(r) = room.get_mut(&capture) {
-                *r -= 1;
-            }
             holds.insert(*table, Hold::added(capture.clone()));
             by_load.insert((n.saturating_add(1), capture));
         }
@@ -375,7 +448,14 @@ impl TableScheduler {
         let load: BTreeMap<CaptureId, usize> = by_load.into_iter().map(|(n, c)| (c, n)).collect();
 
         // 5. Manual moves.
-        self.run_moves(&mut plan, &mut holds, captures, current_tables, &mut out);
+        self.run_moves(
+            &mut plan,
+            &mut holds,
+            &mut room,
+            captures,
+            current_tables,
+            &mut out,
+        );
 
         // 5b. Draining captures hand every idle table to the least-loaded other capture.
         if !draining.is_empty() {
@@ -392,6 +472,11 @@ impl TableScheduler {
                 let Some((n, to)) = by_load.pop_first() else {
                     break; // nobody to take it: the drain waits out its timeout
                 };
+                if !room.take_move(&from, &to) {
+                    // Limits reached: the rest of the drain goes in the next rounds.
+                    by_load.insert((n, to));
+                    break;
+                }
                 plan.push(
                     &from,
                     TaskStatusEdit::MoveTableOut {
@@ -422,8 +507,15 @@ impl TableScheduler {
                 self.config.rebalance_skew
             };
             let skew = spread(&load);
+            let mut cut_short = false;
             if skew > threshold {
                 for (table, from, to) in rebalance_moves(&load, &holds) {
+                    // Nothing is in flight here, so `room` is each capture's whole op limit;
+                    // a larger rebalance goes in rounds (the next settled tick goes on).
+                    if !room.take_move(&from, &to) {
+                        cut_short = true;
+                        continue;
+                    }
                     plan.push(
                         &from,
                         TaskStatusEdit::MoveTableOut {
@@ -439,7 +531,7 @@ impl TableScheduler {
                 self.rebalance_requests,
             ));
             self.rebalance_requests = 0;
-            self.captures_changed = false;
+            self.captures_changed = cut_short;
             self.last_check_ms = Some(now_ms);
         }
 
@@ -481,6 +573,7 @@ impl TableScheduler {
         &mut self,
         plan: &mut Plan<'_>,
         holds: &mut BTreeMap<TableId, Hold>,
+        room: &mut Room,
         captures: &BTreeMap<CaptureId, CaptureInfo>,
         current_tables: &BTreeSet<TableId>,
         out: &mut ScheduleOutcome,
@@ -534,7 +627,8 @@ impl TableScheduler {
                 }
                 continue;
             }
-            if hold.busy {
+            if hold.busy || !room.take_move(&hold.capture, &target) {
+                // In flight, or a limit reached: later.
                 waiting.push(queued);
                 continue;
             }
@@ -682,6 +776,67 @@ impl Index {
                 conflicts.into_iter().collect::<Vec<_>>().join("; ")
             ))
         }
+    }
+}
+
+/// What each live capture can still take this tick: op slots (`max_ops_per_capture` minus
+/// ops in flight) and table slots (`max_tables_per_capture` minus tables held).
+struct Room {
+    ops: BTreeMap<CaptureId, usize>,
+    tables: BTreeMap<CaptureId, usize>,
+}
+
+impl Room {
+    fn new(
+        cf: &ChangefeedState,
+        captures: &BTreeMap<CaptureId, CaptureInfo>,
+        config: &SchedulerConfig,
+    ) -> Self {
+        let mut room = Room {
+            ops: BTreeMap::new(),
+            tables: BTreeMap::new(),
+        };
+        for c in captures.keys() {
+            let status = cf.task_statuses.get(c);
+            let ops = status
+                .and_then(|s| s.operation.as_ref())
+                .map_or(0, |o| o.len());
+            let tables = status
+                .and_then(|s| s.tables.as_ref())
+                .map_or(0, |t| t.len());
+            room.ops
+                .insert(c.clone(), config.max_ops_per_capture.saturating_sub(ops));
+            room.tables.insert(
+                c.clone(),
+                config.max_tables_per_capture.saturating_sub(tables),
+            );
+        }
+        room
+    }
+
+    /// A table (and its add op) onto `capture`, if it has room for both.
+    fn take_target(&mut self, capture: &CaptureId) -> bool {
+        let has = |m: &BTreeMap<CaptureId, usize>| m.get(capture).is_some_and(|r| *r > 0);
+        if !has(&self.ops) || !has(&self.tables) {
+            return false;
+        }
+        for m in [&mut self.ops, &mut self.tables] {
+            if let Some(r) = m.get_mut(capture) {
+                *r -= 1;
+            }
+        }
+        true
+    }
+
+    /// A move: a delete op on `from`, and the table (with its add op) reserved on `to`.
+    fn take_move(&mut self, from: &CaptureId, to: &CaptureId) -> bool {
+        if self.ops.get(from).is_none_or(|r| *r == 0) || !self.take_target(to) {
+            return false;
+        }
+        if let Some(r) = self.ops.get_mut(from) {
+            *r -= 1;
+        }
+        true
     }
 }
 

@@ -319,6 +319,13 @@ impl Owner {
                     .push((request, format!("changefeed {id} was removed")));
             }
         }
+        let started = self.started.remove(id).unwrap_or_default();
+        for r in started.into_iter().chain(feed.scheduler.drain_requests()) {
+            out.rejected.push((
+                OwnerRequest::Schedule(id.clone(), r),
+                format!("changefeed {id} was removed"),
+            ));
+        }
     }
 
     /// Appends groups a visit produced, recording what each carries.
@@ -399,9 +406,16 @@ impl Owner {
             for id in self.sweep(state, input.now_ms) {
                 visit.insert(id, true);
             }
-            for id in revisit {
-                visit.insert(id, true);
-            }
+        }
+        // Whatever a dropped group carried is decided again, and a changefeed the owner
+        // remembers but the state no longer has is forgotten (its queued jobs answered), on
+        // every kind of tick.
+        let gone = self
+            .feeds
+            .keys()
+            .filter(|id| state.changefeed(id).is_none());
+        for id in revisit.into_iter().chain(gone.cloned().collect::<Vec<_>>()) {
+            visit.insert(id, true);
         }
         self.awake.clear();
         out.visited = visit.len();
@@ -673,6 +687,14 @@ impl Owner {
         if !decision.should_run {
             feed.tables = None;
             feed.ddl = None;
+            // Moves and rebalances are for a running changefeed: refused, not kept for a
+            // resume that may never come.
+            for r in feed.scheduler.drain_requests() {
+                out.rejected.push((
+                    OwnerRequest::Schedule(id.clone(), r),
+                    format!("changefeed {id} is not running; cannot schedule its tables"),
+                ));
+            }
             return true;
         }
         let Some(tables) = feed.tables.clone() else {

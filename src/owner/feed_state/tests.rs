@@ -310,3 +310,27 @@ fn a_broken_or_absent_changefeed_is_left_alone() {
     let d = machine().tick(&KeyLayout::default(), &ChangefeedState::default(), 0);
     assert_eq!(d, FeedDecision::default());
 }
+
+/// Recordings made before admin jobs carried a retry flag stored bare jobs; they still resume.
+#[test]
+fn owner_memory_from_before_retries_still_decodes() {
+    let old = serde_json::json!({
+        "id": "cf",
+        "config": FeedStateConfig::default(),
+        "jobs": ["Pause", "Resume"],
+        "owner_errors": [],
+        "finish": false,
+        "backoff_ms": 1000,
+        "retry_at_ms": null,
+        "failing_since_ms": null,
+        "healthy_since_ms": null
+    });
+    let mut m: FeedStateMachine = serde_json::from_value(old).expect("old memory decodes");
+    let mut t = Tester::new("normal");
+    t.tick(&mut m, 0);
+    assert_eq!(
+        t.feed_state(),
+        Some(FeedState::Stopped),
+        "the queued pause runs"
+    );
+}

@@ -282,3 +282,51 @@ fn an_undecodable_task_status_stops_the_changefeed_with_a_visible_error() {
     assert_eq!(feed_state(&c), Some(FeedState::Normal));
     assert_eq!(c.holders().len(), 2);
 }
+
+#[test]
+fn a_remove_that_landed_unseen_is_acknowledged_on_an_everything_tick_too() {
+    let mut c = Cluster::new(&["a", "b"]);
+    c.run_until_settled(2_000, &[1, 2, 3]);
+    let remove = OwnerRequest::Admin(CF.into(), AdminJob::Remove);
+    c.drop_if = Some(is_state_group);
+    c.landed = true;
+    c.tick_with(OwnerInput {
+        requests: vec![remove.clone()],
+        ..Default::default()
+    });
+    c.drop_if = None;
+    // A GC answer makes the next tick visit every changefeed the state has (not this one).
+    c.tick_with(OwnerInput {
+        results: vec![OwnerEffectResult::GcSafePoint(SafePointResult::Updated {
+            upstream: String::new(),
+            min_safe_point: Ts(1),
+        })],
+        ..Default::default()
+    });
+    c.tick();
+    assert_eq!(c.acknowledged, vec![remove]);
+}
+
+#[test]
+fn schedule_requests_for_a_changefeed_that_does_not_run_are_refused() {
+    let mut c = Cluster::new(&["a", "b"]);
+    c.run_until_settled(2_000, &[1, 2, 3]);
+    c.tick_with(OwnerInput {
+        requests: vec![pause()],
+        ..Default::default()
+    });
+    c.tick();
+    let rebalance = OwnerRequest::Schedule(CF.into(), ScheduleRequest::Rebalance);
+    c.tick_with(OwnerInput {
+        requests: vec![rebalance.clone()],
+        ..Default::default()
+    });
+    c.tick();
+    assert!(
+        c.rejected
+            .iter()
+            .any(|(r, why)| *r == rebalance && why.contains("not running")),
+        "{:?}",
+        c.rejected
+    );
+}
