@@ -5,30 +5,13 @@ mod common;
 
 use std::process::{Child, Command, Output, Stdio};
 
+use common::procs::{free_port, Servers};
 use common::*;
 use rcdc_reactor::testing::EtcdHarness;
 use serde_json::Value;
 
 const CDC: &str = env!("CARGO_BIN_EXE_cdc");
 const PREFIX: &str = "/t/cli";
-
-struct Servers(Vec<Child>);
-
-impl Drop for Servers {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 fn server(pd: &str, port: u16, log: &std::path::Path) -> Child {
     let log = std::fs::File::create(log.join(format!("capture-{port}.log"))).expect("log file");

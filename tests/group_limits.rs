@@ -314,9 +314,15 @@ fn lifecycle(captures: usize, tables: i64) {
     c.tick(admin(AdminJob::Resume));
     c.settle(&format!("{case}: resume"));
 
-    // Most captures die at once: their task keys go (preflight), their tables move.
+    // Most captures die at once (as many as leaves room for every table): their task keys
+    // go (preflight), their tables move.
     let names: Vec<String> = c.processors.keys().map(|id| id.to_string()).collect();
-    let keep = names.len().div_ceil(3);
+    let cap = SchedulerConfig::default().max_tables_per_capture;
+    let keep = names
+        .len()
+        .div_ceil(3)
+        .max((tables as usize).div_ceil(cap))
+        .min(names.len());
     for name in &names[keep..] {
         c.kill_capture(name);
     }
@@ -342,7 +348,6 @@ fn lifecycle(captures: usize, tables: i64) {
             r#"{{"id":"{leaving}","address":"{leaving}:8300","version":"v5.1.0","rcdc-draining":true}}"#
         );
         c.put(format!("/tidb/cdc/capture/{leaving}"), Some(v.into_bytes()));
-        let cap = SchedulerConfig::default().max_tables_per_capture;
         if (tables as usize) <= cap * (c.processors.len() - 1) {
             c.settle_until(&format!("{case}: drain"), |c| c.held_by(&leaving) == 0);
         } else {

@@ -12,6 +12,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::procs::{free_port, Servers};
 use common::*;
 use rcdc_reactor::store::MetaStore;
 use rcdc_reactor::testing::EtcdHarness;
@@ -21,27 +22,6 @@ const CAPTURES: usize = 50;
 const TABLES: usize = 100;
 const PREFIX: &str = "/t/many";
 const SLOW: Duration = Duration::from_secs(90);
-
-/// Server processes, SIGKILLed on drop so a failing test leaves nothing behind.
-struct Servers(Vec<Child>);
-
-impl Drop for Servers {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-        }
-        for c in &mut self.0 {
-            let _ = c.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
 
 fn server(pd: &str, addr: &str, log: &std::path::Path) -> Child {
     let log = std::fs::File::create(log).expect("log file");

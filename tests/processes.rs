@@ -11,6 +11,7 @@ mod common;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::procs::Servers;
 use common::*;
 use rcdc_reactor::store::MetaStore;
 use rcdc_reactor::testing::EtcdHarness;
@@ -24,18 +25,6 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// Server processes, SIGKILLed on drop so a failing test leaves nothing behind.
-struct Servers(Vec<Child>);
-
-impl Drop for Servers {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 fn server(pd: &str, n: u16, upstream: &str, log: &std::path::Path) -> Child {

@@ -6,8 +6,9 @@
 
 mod common;
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
+use common::procs::{free_port, Servers};
 use common::*;
 use rcdc_reactor::store::MetaStore;
 use rcdc_reactor::testing::EtcdHarness;
@@ -15,24 +16,6 @@ use serde_json::Value;
 
 const CDC: &str = env!("CARGO_BIN_EXE_cdc");
 const PREFIX: &str = "/t/replay";
-
-struct Servers(Vec<Child>);
-
-impl Drop for Servers {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 fn cli(pd: &str, args: &[&str]) -> Output {
     let mut all = vec!["cli", "--pd", pd, "--cluster-prefix", PREFIX];

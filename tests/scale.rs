@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::procs::{free_port, Servers};
 use common::*;
 use rcdc_reactor::store::MetaStore;
 use rcdc_reactor::testing::EtcdHarness;
@@ -42,25 +43,6 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 fn cdc_binary() -> String {
     std::env::var("RCDC_SCALE_CDC").unwrap_or_else(|_| env!("CARGO_BIN_EXE_cdc").to_owned())
-}
-
-/// Server processes, SIGKILLed on drop so a failing run leaves nothing behind.
-struct Servers(Vec<Child>);
-
-impl Drop for Servers {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 fn server(pd: &str, addr: &str, upstream: &str, log: &std::path::Path) -> Child {

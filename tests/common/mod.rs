@@ -20,6 +20,8 @@ use rcdc_state::{CaptureId, PatchError, PatchOutcome};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod procs;
+
 #[allow(unused_imports)] // not every test binary polls
 pub use rcdc_reactor::testing::wait_until;
 

@@ -922,3 +922,42 @@ fn random_walk(drop_p: f64) {
     }
     assert_eq!(seen.get("other"), None);
 }
+
+/// Issue #11: a first dispatch goes in rounds of at most `max_ops_per_capture` ops per
+/// capture, and no capture takes more than `max_tables_per_capture` tables (its TaskStatus
+/// must stay one etcd value): tables nobody has room for stay unassigned, unsettled.
+#[test]
+fn dispatch_goes_in_rounds_and_stops_at_the_table_limit() {
+    let mut w = World::new(&["a", "b"]);
+    let mut s = TableScheduler::new(
+        ChangefeedId::new("cf-1"),
+        SchedulerConfig {
+            max_ops_per_capture: 3,
+            max_tables_per_capture: 8,
+            ..SchedulerConfig::default()
+        },
+    );
+    let current = tables(1..=20);
+    let out = w.tick_commit(&mut s, &current);
+    assert_eq!(
+        edits(&out).len(),
+        6,
+        "3 adds per capture in the first round"
+    );
+    for _ in 0..10 {
+        w.finish_all();
+        let out = w.tick_commit(&mut s, &current);
+        assert!(!out.settled, "4 tables have no room anywhere");
+        for c in ["a", "b"] {
+            assert!(w.ops_of(c).len() <= 3, "{c}: {:?}", w.ops_of(c));
+        }
+    }
+    assert_eq!(w.counts(), vec![("a".into(), 8), ("b".into(), 8)]);
+    // A capture joins: the rest finds room there.
+    w.add_capture("c");
+    w.settle(&mut s, &current);
+    let counts = w.counts();
+    assert!(counts.iter().all(|(_, n)| *n <= 8), "{counts:?}");
+    assert!(w.tables_of("c").len() >= 4, "{counts:?}");
+    assert_eq!(counts.iter().map(|(_, n)| n).sum::<usize>(), 20);
+}
