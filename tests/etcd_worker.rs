@@ -301,6 +301,41 @@ async fn every_group_outcome_reaches_the_next_tick<S: MetaStore + Clone>(
 }
 on_both_backends!(every_group_outcome_reaches_the_next_tick);
 
+/// Issue #11 item 8: a txn the store refuses drops its front group as `Rejected` (it was
+/// labelled `TooLarge`, which it is not: the group fits our limits, the server's are lower);
+/// the rest commit.
+#[tokio::test]
+async fn a_refused_txn_is_reported_as_rejected() {
+    let store = rcdc_reactor::store::mem::MemStore::new();
+    let p = "/t/rejected/";
+    store.fail_next_txns(1, rcdc_reactor::store::mem::FailMode::Rejected);
+    let seen = shared(Vec::<Vec<GroupOutcome>>::new());
+    let s2 = seen.clone();
+    let reactor = FnReactor::new(move |n, _s: &KvState, ctx| {
+        s2.lock().push(ctx.previous.clone());
+        if n == 0 {
+            return out(vec![
+                group("first", vec![TestPatch::Put(format!("{p}a"), "1".into())]),
+                group("second", vec![TestPatch::Put(format!("{p}b"), "1".into())]),
+            ]);
+        }
+        TickOutput::default()
+    });
+    let w = spawn(store.clone(), reactor, KvState::default(), config(p));
+    wait_until(DEADLINE, "the second tick", || async {
+        seen.lock().len() >= 2
+    })
+    .await;
+    let reported = seen.lock()[1].clone();
+    assert!(
+        matches!(&reported[0], GroupOutcome::Dropped(DropReason::Rejected(m)) if m.contains("too large")),
+        "{reported:?}"
+    );
+    assert_eq!(reported[1], GroupOutcome::Committed, "{reported:?}");
+    assert!(get(&store, &format!("{p}b")).await.is_some());
+    w.stop().await.expect("clean stop");
+}
+
 /// Issue #11 item 3: a delete counter written in a non-canonical form (`007`, garbage) by
 /// another tool must not make every txn conflict forever.
 async fn a_non_canonical_delete_counter_does_not_stall_commits<S: MetaStore + Clone>(

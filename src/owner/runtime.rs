@@ -412,3 +412,6 @@ fn run_effect(
         }
     })
 }
+
+#[cfg(test)]
+mod tests;

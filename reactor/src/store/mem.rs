@@ -46,6 +46,9 @@ pub enum FailMode {
     /// The txn is not applied, yet [`StoreError::Indeterminate`] is returned, like a timeout
     /// before the proposal committed.
     IndeterminateNotApplied,
+    /// The store refuses the txn (like etcd's "request is too large" under a lower
+    /// `--max-request-bytes`): not applied, [`StoreError::Rejected`] returned.
+    Rejected,
 }
 
 /// How live watch messages are delivered (see [`MemStore::set_watch_delivery`]).
@@ -563,6 +566,9 @@ impl MetaStore for MemStore {
             )),
             Some(FailMode::IndeterminateNotApplied) => Err(StoreError::Indeterminate(
                 "injected timeout (not applied)".to_string(),
+            )),
+            Some(FailMode::Rejected) => Err(StoreError::Rejected(
+                "injected refusal: request is too large (not applied)".to_string(),
             )),
             Some(FailMode::IndeterminateApplied) => {
                 let _ = g.txn(&txn);
