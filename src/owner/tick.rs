@@ -385,6 +385,14 @@ impl Owner {
         let mut visit: BTreeMap<ChangefeedId, bool> = BTreeMap::new(); // id → full visit
         if everything {
             visit.extend(state.changefeeds().keys().map(|id| (id.clone(), true)));
+            // A changefeed the owner remembers but the state no longer has is forgotten (its
+            // queued jobs answered). Incremental ticks find those in the change log; this
+            // tick does not read it, so it looks (rare ticks: a full scan is fine here).
+            let gone = self
+                .feeds
+                .keys()
+                .filter(|id| state.changefeed(id).is_none());
+            visit.extend(gone.map(|id| (id.clone(), true)));
         } else {
             for (id, kinds) in &changes.changefeeds {
                 let progress_only = kinds.only_progress() && self.settled.contains(id);
@@ -407,14 +415,8 @@ impl Owner {
                 visit.insert(id, true);
             }
         }
-        // Whatever a dropped group carried is decided again, and a changefeed the owner
-        // remembers but the state no longer has is forgotten (its queued jobs answered), on
-        // every kind of tick.
-        let gone = self
-            .feeds
-            .keys()
-            .filter(|id| state.changefeed(id).is_none());
-        for id in revisit.into_iter().chain(gone.cloned().collect::<Vec<_>>()) {
+        // Whatever a dropped group carried is decided again, on every kind of tick.
+        for id in revisit {
             visit.insert(id, true);
         }
         self.awake.clear();
