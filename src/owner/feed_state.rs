@@ -248,6 +248,7 @@ impl FeedStateMachine {
         let state = info.state;
         let before = self.timing.clone();
         let mut job = None;
+        // Usually empty: the clone costs nothing then.
         let errors_before = self.owner_errors.clone();
 
         if let Some(queued) = self.jobs.pop_front() {

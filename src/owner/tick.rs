@@ -678,14 +678,19 @@ impl Owner {
         }
         // The state change first; the task-key deletes it implies follow in their own
         // groups (many captures mean many keys), re-derived each visit until they are gone.
-        let mut g = PatchGroup::new(format!("changefeed/{id}/state"));
-        g.patches = decision.patches;
-        visit.groups.push((g, Carries::State));
-        let label = format!("changefeed/{id}/stop-tasks");
-        let cleanup = PatchGroup::chunks(&label, decision.cleanup, MAX_DELETES_PER_GROUP);
-        visit
-            .groups
-            .extend(cleanup.into_iter().map(|g| (g, Carries::Derived)));
+        // (Labels are built only for groups that exist: most visits write nothing.)
+        if !decision.patches.is_empty() {
+            let mut g = PatchGroup::new(format!("changefeed/{id}/state"));
+            g.patches = decision.patches;
+            visit.groups.push((g, Carries::State));
+        }
+        if !decision.cleanup.is_empty() {
+            let label = format!("changefeed/{id}/stop-tasks");
+            let cleanup = PatchGroup::chunks(&label, decision.cleanup, MAX_DELETES_PER_GROUP);
+            visit
+                .groups
+                .extend(cleanup.into_iter().map(|g| (g, Carries::Derived)));
+        }
         if !decision.should_run {
             feed.tables = None;
             feed.ddl = None;
