@@ -7,6 +7,7 @@
 //! one); everything the owner maintains is left to the owner.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rcdc_reactor::store::{Compare, CompareTarget, KeyValue, MetaStore, StoreError, Txn, TxnOp};
 use rcdc_state::ids::is_valid_changefeed_id;
@@ -147,6 +148,19 @@ impl Meta {
             crate::capture::election::current_owner(&*self.store, &self.layout.owner_prefix())
                 .await?,
         )
+    }
+
+    /// The current owner, waiting up to `grace` for an election under way (a resign, a
+    /// crashed owner's successor campaigning) to produce one. `None` only if none appeared.
+    pub async fn owner_within(&self, grace: Duration) -> Result<Option<CaptureId>, MetaError> {
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let owner = self.owner().await?;
+            if owner.is_some() || tokio::time::Instant::now() >= deadline {
+                return Ok(owner);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Every key and value under the cluster prefix (`cdc cli unsafe show-metadata`).

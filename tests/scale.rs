@@ -1,14 +1,16 @@
 //! Issue #11's acceptance scenario: three `cdc server` processes on a real etcd, one
 //! changefeed of many `demo://` tables into `blackhole://`. Every table must be held within
-//! 30 s of the create, the checkpoint lag must stay within 5 s once dispatched, and no capture
-//! may lose its session (its capture id and its key stay the same throughout).
+//! 30 s of the create; the checkpoint lag must then fall to 2 s (within 60 s of the create),
+//! and from there stay within 5 s; no capture may lose its session
+//! (its capture id and its key stay the same throughout).
 //!
 //! Knobs (the figures in `benches/README.md` come from `scripts/scale`, which sets them):
 //! - `RCDC_SCALE_TABLES` (default 10,000);
 //! - `RCDC_SCALE_CDC`: the `cdc` binary (default: this build's, unoptimized);
 //! - `RCDC_SCALE_STEADY_SECS`: how long the steady lag is watched (default 20).
 //!
-//! It prints one line of figures: time to full dispatch, lag (median, max), RSS per capture.
+//! It prints one line of figures: time to full dispatch, time until the lag first falls to 2 s,
+//! the steady lag from there (median, max), RSS per capture.
 
 // Lag and dispatch time are measured against the wall clock, as an operator would.
 #![allow(clippy::disallowed_methods)]
@@ -26,6 +28,10 @@ use rcdc_reactor::testing::EtcdHarness;
 use rcdc_state::model::{ChangeFeedStatus, TaskStatus};
 
 const PREFIX: &str = "/t/scale";
+/// How long after the create the checkpoint lag may take to fall to [`CAUGHT_UP`].
+const CATCH_UP: Duration = Duration::from_secs(60);
+/// The lag at which the changefeed counts as caught up, and its steady lag is watched.
+const CAUGHT_UP: Duration = Duration::from_secs(2);
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -122,12 +128,20 @@ async fn many_tables_on_three_captures_are_held_fast_and_keep_up() {
     let etcd = EtcdHarness::start().await;
     let pd = etcd.client_url();
     let dir = tempfile::tempdir().expect("dir");
+    let dir_path = dir.path().to_owned();
+    // `RCDC_SCALE_KEEP=1` keeps the captures' logs for a look after the run.
+    let _dir = if std::env::var_os("RCDC_SCALE_KEEP").is_some() {
+        eprintln!("scale: logs kept in {}", dir.keep().display());
+        None
+    } else {
+        Some(dir)
+    };
     let upstream = format!("demo://?tables={tables}&rows-per-second=1&key-space=100");
     let addrs: Vec<String> = (0..3)
         .map(|_| format!("127.0.0.1:{}", free_port()))
         .collect();
     let logs: Vec<std::path::PathBuf> = (0..3)
-        .map(|n| dir.path().join(format!("capture-{n}.log")))
+        .map(|n| dir_path.join(format!("capture-{n}.log")))
         .collect();
     let servers = Servers(
         addrs
@@ -172,9 +186,27 @@ async fn many_tables_on_three_captures_are_held_fast_and_keep_up() {
         )
     });
 
+    // Catch-up: the lag first falls to CAUGHT_UP. Until then it measures how fast thousands
+    // of table pipelines start, not whether they keep up.
+    let mut caught_up = None;
+    while created.elapsed() < CATCH_UP {
+        let checkpoint = snapshot(&store)
+            .await
+            .status
+            .map_or(0, |s| s.checkpoint_ts.physical_ms());
+        if now_ms().saturating_sub(checkpoint) <= CAUGHT_UP.as_millis() as u64 {
+            caught_up = Some(created.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let caught_up = caught_up.unwrap_or_else(|| {
+        panic!("{tables} tables: the checkpoint lag did not fall to {CAUGHT_UP:?} within {CATCH_UP:?} of create")
+    });
+
     // Steady lag: the changefeed checkpoint against the wall clock.
-    tokio::time::sleep(Duration::from_secs(5)).await;
     let mut lags = Vec::new();
+    let mut series = Vec::new();
     let until = Instant::now() + Duration::from_secs(steady_secs);
     while Instant::now() < until {
         let snap = snapshot(&store).await;
@@ -183,18 +215,25 @@ async fn many_tables_on_three_captures_are_held_fast_and_keep_up() {
             .map(|s| s.checkpoint_ts.physical_ms())
             .unwrap_or(0);
         lags.push(now_ms().saturating_sub(checkpoint));
+        series.push((now_ms(), lags[lags.len() - 1]));
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    let worst_at = series
+        .iter()
+        .max_by_key(|(_, lag)| *lag)
+        .map_or(0, |(at, _)| at.saturating_sub(series[0].0));
     lags.sort_unstable();
     let median = lags[lags.len() / 2];
     let max = lags.last().copied().unwrap_or(u64::MAX);
     let rss: Vec<u64> = servers.0.iter().map(|c| rss_kib(c.id()) / 1024).collect();
     let after = snapshot(&store).await;
     println!(
-        "scale: {tables} tables, 3 captures: all held after {:.1} s; steady lag median {} ms, max {} ms over {} s; RSS per capture {:?} MiB",
+        "scale: {tables} tables, 3 captures: all held after {:.1} s; lag down to 2 s after {:.1} s; steady lag median {} ms, max {} ms ({:.1} s into the window) over {} s; RSS per capture {:?} MiB",
         dispatched.as_secs_f64(),
+        caught_up.as_secs_f64(),
         median,
         max,
+        worst_at as f64 / 1000.0,
         steady_secs,
         rss
     );
@@ -220,6 +259,6 @@ async fn many_tables_on_three_captures_are_held_fast_and_keep_up() {
     );
     assert!(
         max <= 5_000,
-        "{tables} tables: steady checkpoint lag reached {max} ms (target 5 s); samples {lags:?}"
+        "{tables} tables: steady checkpoint lag reached {max} ms (target 5 s); (unix ms, lag ms) {series:?}"
     );
 }

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::forward::{on_owner, Forwardable};
 use super::views::{capture_list, processor_detail, processor_list};
-use super::ApiContext;
+use super::{ApiContext, ELECTION_GRACE};
 
 fn server_status(ctx: &ApiContext) -> Value {
     let status = ctx.status.borrow().clone();
@@ -49,9 +49,10 @@ pub async fn status_v5(State(ctx): State<ApiContext>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], out).into_response()
 }
 
-/// `GET /api/v1/health`: 200 when the cluster has an owner, else 500.
+/// `GET /api/v1/health`: 200 when the cluster has an owner, else 500 (as TiCDC). An election
+/// under way gets [`ELECTION_GRACE`] to finish first.
 pub async fn health(State(ctx): State<ApiContext>) -> Result<StatusCode, ApiError> {
-    match ctx.meta.owner().await? {
+    match ctx.meta.owner_within(ELECTION_GRACE).await? {
         Some(_) => Ok(StatusCode::OK),
         None => Err(ApiError::internal(
             "CDC:ErrClusterIsUnhealthy",

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
-use super::ApiContext;
+use super::{ApiContext, ELECTION_GRACE};
 use crate::owner::runtime::OwnerHandle;
 
 /// Marks a forwarded request so a capture that is not the owner (ownership moved meanwhile)
@@ -47,7 +47,7 @@ where
     }
     let owner = ctx
         .meta
-        .owner()
+        .owner_within(ELECTION_GRACE)
         .await?
         .ok_or_else(|| not_owner("the cluster has no owner right now; retry".into()))?;
     let state = ctx.meta.load().await?;

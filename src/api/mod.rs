@@ -34,6 +34,11 @@ use views::TimeZone;
 /// Changes the process's log level (`POST /api/v1/log`); the binary owns the subscriber.
 pub type LogLevelSetter = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
+/// How long an owner-only request or a health check waits for an election under way (a
+/// resign, a crashed owner's successor) before answering that the cluster has no owner. A
+/// resigning owner's successor is usually elected within milliseconds.
+const ELECTION_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// What the API serves from.
 #[derive(Clone)]
 pub struct ApiContext {

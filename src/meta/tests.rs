@@ -199,3 +199,39 @@ fn go_time_is_rfc3339() {
     assert!(t.starts_with("2023-11-1"), "{t}");
     assert!(t.contains('T'));
 }
+
+#[tokio::test(start_paused = true)]
+async fn owner_within_waits_out_an_election_and_then_says_none() {
+    let (meta, store) = meta();
+    let grace = Duration::from_secs(2);
+    // No owner and none coming: `None`, after the grace.
+    let started = tokio::time::Instant::now();
+    assert_eq!(meta.owner_within(grace).await.unwrap(), None);
+    assert!(started.elapsed() >= grace, "waited the grace out");
+
+    // An owner elected during the grace is found.
+    let owner_key = format!("{}/1234", meta.layout().owner_prefix());
+    let elect = {
+        let store = store.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let put = TxnOp::Put {
+                key: owner_key,
+                value: b"capture-1".to_vec(),
+                lease: 0,
+            };
+            store
+                .txn(Txn {
+                    success: vec![put],
+                    ..Txn::default()
+                })
+                .await
+                .unwrap();
+        }
+    };
+    let (found, ()) = tokio::join!(meta.owner_within(grace), elect);
+    assert_eq!(
+        found.unwrap().map(|c| c.to_string()),
+        Some("capture-1".into())
+    );
+}
