@@ -100,6 +100,12 @@ async fn server(flags: ServerFlags) -> anyhow::Result<()> {
                 .record_dir
                 .clone()
                 .or_else(|| resolved.data_dir.as_ref().map(|d| d.join("recordings"))),
+            allowed_dirs: resolved
+                .record_dir
+                .iter()
+                .chain(resolved.data_dir.iter())
+                .cloned()
+                .collect(),
             ..Default::default()
         }),
     };

@@ -66,7 +66,7 @@ async fn recordings_of_a_real_cluster_replay_exactly() {
             == Some(3)
     })
     .await;
-    create_and_see_progress(&pd).await;
+    create_and_see_progress(&pd, "blackhole://").await;
     assert!(cli(&pd, &["changefeed", "pause", "-c", "rec"])
         .status
         .success());
@@ -209,17 +209,10 @@ async fn recordings_of_a_real_cluster_replay_exactly() {
 }
 
 /// Creates changefeed `rec` (blackhole sink) and waits until its checkpoint moves.
-async fn create_and_see_progress(pd: &str) {
+async fn create_and_see_progress(pd: &str, sink_uri: &str) {
     let out = cli(
         pd,
-        &[
-            "changefeed",
-            "create",
-            "-c",
-            "rec",
-            "--sink-uri",
-            "blackhole://",
-        ],
+        &["changefeed", "create", "-c", "rec", "--sink-uri", sink_uri],
     );
     assert!(
         out.status.success(),
@@ -282,6 +275,8 @@ async fn recording_turned_on_and_off_through_the_api_replays() {
             &pd,
             "--addr",
             &format!("127.0.0.1:{port}"),
+            "--data-dir",
+            &dir.path().to_string_lossy(),
         ])
         .args([
             "--cluster-prefix",
@@ -306,13 +301,18 @@ async fn recording_turned_on_and_off_through_the_api_replays() {
         }
     })
     .await;
-    create_and_see_progress(&pd).await;
+    // A password in the sink URI must never reach a recording file.
+    create_and_see_progress(&pd, "blackhole://root:s3cret@db/?password=p4ss").await;
 
-    // Bad requests: 400 with the TiCDC error shape, nothing changes.
+    // Bad requests: 400 with the TiCDC error shape, nothing changes. A directory outside the
+    // capture's data dir and --record dir is refused.
     for (body, says) in [
         (r#"{"enabled":"yes"}"#, "invalid request body"),
         (r#"{"enabled":true,"color":1}"#, "unknown field"),
-        (r#"{"enabled":true}"#, "no recording directory"),
+        (
+            r#"{"enabled":true,"dir":"/tmp/rcdc-elsewhere"}"#,
+            "must be inside the capture's --data-dir or --record directory",
+        ),
     ] {
         let r = http.put(&url).body(body).send().await.expect("put");
         assert_eq!(r.status(), 400, "{body}");
@@ -361,6 +361,15 @@ async fn recording_turned_on_and_off_through_the_api_replays() {
     })
     .await;
 
+    for file in std::fs::read_dir(&rec).expect("recordings") {
+        let path = file.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("recording");
+        assert!(
+            !text.contains("s3cret") && !text.contains("p4ss"),
+            "{} holds a password",
+            path.display()
+        );
+    }
     let text = replay_ok(&rec);
     let mut roles: Vec<String> = reproduced(&text).into_iter().map(|(r, _)| r).collect();
     roles.sort();

@@ -6,7 +6,7 @@
 //! `resume` line when the reactor has ticked before), rotates a full one, or ends the file
 //! when the switch goes off.
 
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -28,6 +28,10 @@ pub struct RecordingSettings {
     pub max_file_bytes: u64,
     /// Files kept per reactor and capture; older ones are deleted.
     pub max_files: usize,
+    /// Where the API may point recording: the capture's `--record` and `--data-dir`
+    /// directories and what lies under them. Recordings hold the cluster's metadata, so a
+    /// remote caller must not choose an arbitrary path.
+    pub allowed_dirs: Vec<PathBuf>,
 }
 
 impl Default for RecordingSettings {
@@ -37,6 +41,7 @@ impl Default for RecordingSettings {
             dir: None,
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             max_files: DEFAULT_MAX_FILES,
+            allowed_dirs: Vec::new(),
         }
     }
 }
@@ -59,6 +64,17 @@ pub enum RecordingError {
     /// No directory was configured or given.
     #[error("no recording directory: start the server with --record DIR or give \"dir\"")]
     NoDirectory,
+    /// The directory is outside [`RecordingSettings::allowed_dirs`].
+    #[error(
+        "recording directory {dir} refused: it must be inside the capture's --data-dir or \
+         --record directory (allowed: {allowed})"
+    )]
+    NotAllowed {
+        /// The directory asked for.
+        dir: String,
+        /// The allowed roots, or a hint when there are none.
+        allowed: String,
+    },
     /// The directory cannot be created.
     #[error("recording directory {dir}: {error}")]
     Directory {
@@ -67,6 +83,33 @@ pub enum RecordingError {
         /// The OS error.
         error: String,
     },
+}
+
+/// `dir`, made absolute, if it lies inside one of `roots`. A `..` component is refused
+/// outright rather than resolved: it is how a path escapes a root.
+fn allowed(dir: &Path, roots: &[PathBuf]) -> Result<PathBuf, RecordingError> {
+    let refuse = || RecordingError::NotAllowed {
+        dir: dir.display().to_string(),
+        allowed: if roots.is_empty() {
+            "none: start the capture with --data-dir or --record".to_owned()
+        } else {
+            roots
+                .iter()
+                .map(|r| r.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+    };
+    if dir.components().any(|c| c == Component::ParentDir) {
+        return Err(refuse());
+    }
+    let abs = std::path::absolute(dir).map_err(|_| refuse())?;
+    roots
+        .iter()
+        .filter_map(|r| std::path::absolute(r).ok())
+        .any(|r| abs.starts_with(r))
+        .then_some(abs)
+        .ok_or_else(refuse)
 }
 
 /// The capture-wide recording switch, shared by its reactors and the HTTP API.
@@ -95,6 +138,10 @@ impl RecordingControl {
     /// `dir` for later). Reactors follow at their next tick.
     pub fn set(&self, enabled: bool, dir: Option<PathBuf>) -> Result<(), RecordingError> {
         let mut s = self.status.lock();
+        let dir = match dir {
+            Some(d) => Some(allowed(&d, &s.settings.allowed_dirs)?),
+            None => None,
+        };
         if let (false, Some(dir)) = (enabled, &dir) {
             s.settings.dir = Some(dir.clone());
         }

@@ -41,6 +41,7 @@ pub mod dry_run;
 pub mod processor;
 mod recorder;
 pub mod replay;
+mod secrets;
 
 use serde::{Deserialize, Serialize};
 

@@ -128,7 +128,13 @@ impl Recorder {
 
     fn write(&mut self, line: &Line) {
         let Some(out) = self.out.as_mut() else { return };
-        let mut bytes = match serde_json::to_vec(line) {
+        // Through a JSON tree so secrets are masked before anything reaches the file.
+        let mut tree = match serde_json::to_value(line) {
+            Ok(t) => t,
+            Err(e) => return self.fail(&format!("encoding a line: {e}")),
+        };
+        super::secrets::mask_secrets(&mut tree);
+        let mut bytes = match serde_json::to_vec(&tree) {
             Ok(b) => b,
             Err(e) => return self.fail(&format!("encoding a line: {e}")),
         };

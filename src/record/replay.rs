@@ -227,6 +227,9 @@ pub fn replay(path: &Path, mut dump: Option<&mut dyn Write>) -> Result<ReplayRep
                     )
                     .map_err(&bad)?;
                 state.clear_changes();
+                // The recording masked its secrets; so must what replay recomputed from it.
+                let mut replayed = replayed;
+                super::secrets::mask_secrets(&mut replayed);
                 let (want, got) = (to_pretty(&output), to_pretty(&replayed));
                 if want != got {
                     return Err(ReplayError::Diverged {

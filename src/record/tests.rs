@@ -23,7 +23,7 @@ fn values_round_trip_as_text_or_hex() {
     assert_eq!(RecordedValue::Hex { hex: "zz".into() }.bytes(), None);
 }
 
-fn record_an_owner_run(dir: &Path) -> PathBuf {
+fn record_an_owner_run(dir: &Path, sink_uri: &str) -> PathBuf {
     let config = OwnerConfig::default();
     let mut rec = Recorder::create(dir, Role::Owner, "cap", "/tidb/cdc", &config).unwrap();
     let mut owner = Owner::new(config);
@@ -36,8 +36,10 @@ fn record_an_owner_run(dir: &Path) -> PathBuf {
         (
             "/tidb/cdc/changefeed/info/cf".to_owned(),
             Some(
-                br#"{"sink-uri":"blackhole://","start-ts":1000,"state":"normal","config":{}}"#
-                    .to_vec(),
+                format!(
+                    r#"{{"sink-uri":"{sink_uri}","start-ts":1000,"state":"normal","config":{{}}}}"#
+                )
+                .into_bytes(),
             ),
         ),
     ];
@@ -62,7 +64,7 @@ fn record_an_owner_run(dir: &Path) -> PathBuf {
 #[test]
 fn an_owner_recording_replays_and_a_changed_output_is_caught() {
     let dir = tempfile::tempdir().unwrap();
-    let path = record_an_owner_run(dir.path());
+    let path = record_an_owner_run(dir.path(), "blackhole://");
     assert!(path.ends_with("owner-cap-1.ndjson"), "{}", path.display());
     let report = replay(&path, None).unwrap();
     assert_eq!(
@@ -94,6 +96,20 @@ fn an_owner_recording_replays_and_a_changed_output_is_caught() {
         err.contains("unsupported recording rcdc-recording v1"),
         "{err}"
     );
+}
+
+#[test]
+fn a_recording_holds_no_password_and_still_replays() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = record_an_owner_run(dir.path(), "blackhole://root:s3cret@host/?password=p4ss");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        !text.contains("s3cret") && !text.contains("p4ss"),
+        "a secret was recorded: {text}"
+    );
+    assert!(text.contains("root:xxxxx@host"), "{text}");
+    let report = replay(&path, None).unwrap();
+    assert_eq!(report.ticks, 3);
 }
 
 /// A capture holding table 1 of changefeed `cf`.
@@ -251,11 +267,45 @@ fn a_processor_recording_replays_its_commands_and_positions() {
 }
 
 #[test]
+fn the_api_may_point_recording_only_inside_the_allowed_dirs() {
+    let root = tempfile::tempdir().unwrap();
+    let control = RecordingControl::new(RecordingSettings {
+        allowed_dirs: vec![root.path().to_owned()],
+        ..Default::default()
+    });
+    let inside = root.path().join("rec/a");
+    control.set(true, Some(inside.clone())).unwrap();
+    assert_eq!(control.status().settings.dir, Some(inside));
+    for bad in [
+        PathBuf::from("/etc"),
+        root.path().join("../escape"),
+        PathBuf::from("relative/elsewhere"),
+    ] {
+        let err = control
+            .set(true, Some(bad.clone()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("must be inside the capture's --data-dir or --record")
+                && err.contains(&root.path().display().to_string()),
+            "{}: {err}",
+            bad.display()
+        );
+    }
+    let none = RecordingControl::new(RecordingSettings::default());
+    let err = none.set(true, Some(root.path().to_owned())).unwrap_err();
+    assert!(err
+        .to_string()
+        .contains("start the capture with --data-dir or --record"));
+}
+
+#[test]
 fn recording_turned_on_mid_run_resumes_and_rotation_keeps_every_file_replayable() {
     let dir = tempfile::tempdir().unwrap();
     let control = RecordingControl::new(RecordingSettings {
         max_file_bytes: 1_500,
         max_files: 2,
+        allowed_dirs: vec![dir.path().to_owned()],
         ..Default::default()
     });
     assert_eq!(
