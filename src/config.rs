@@ -15,6 +15,8 @@ use serde::Deserialize;
 use crate::api::views::TimeZone;
 use crate::pipeline::table::TablePipelineConfig;
 
+/// The upstream of `cdc server` without `--upstream` (and without a PD behind `--pd`).
+pub const DEFAULT_UPSTREAM: &str = "demo://";
 /// `cdc server` flags; every one optional so "set explicitly" is known.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct ServerFlags {
@@ -133,7 +135,7 @@ impl Default for ServerConfig {
             processor_flush_interval: Duration::from_millis(100),
             per_table_memory_quota: 20 * 1024 * 1024,
             cluster_prefix: "/tidb/cdc".into(),
-            upstream: "demo://".into(),
+            upstream: DEFAULT_UPSTREAM.into(),
             record_dir: None,
             warnings: vec![],
         }

@@ -14,6 +14,7 @@ use rcdc_state::model::ChangeFeedInfo;
 use rcdc_state::{ChangefeedId, TableId, Ts};
 
 use crate::event::TableEvent;
+use crate::meta::{GuardError, StartTsGuard};
 use crate::owner::gc::{upstream_of, UpdateSafePoint};
 use crate::owner::runtime::OwnerUpstream;
 use crate::pipeline::table::TableSource;
@@ -104,6 +105,32 @@ impl DataPlane {
 
     fn for_changefeed(&self, info: &ChangeFeedInfo) -> Result<Arc<dyn Upstream>, String> {
         self.upstream(self.upstream_uri(info))
+    }
+}
+
+#[async_trait::async_trait]
+impl StartTsGuard for DataPlane {
+    async fn protect(
+        &self,
+        upstream: Option<&str>,
+        service: &str,
+        ttl_secs: u64,
+        start: Ts,
+    ) -> Result<Ts, GuardError> {
+        let uri = upstream.unwrap_or(&self.default_upstream).to_owned();
+        let failed = |error: String| GuardError {
+            upstream: crate::owner::gc::describe_upstream(&uri),
+            error,
+        };
+        let source = self.upstream(&uri).map_err(failed)?;
+        let (service, now_ms) = (service.to_owned(), self.clock.now_ms());
+        // An upstream call may block on the network (PD); never on the API's threads.
+        tokio::task::spawn_blocking(move || {
+            source.update_service_safe_point(&service, ttl_secs, start, now_ms)
+        })
+        .await
+        .map_err(|e| failed(format!("the call panicked: {e}")))?
+        .map_err(|e| failed(e.to_string()))
     }
 }
 

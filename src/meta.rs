@@ -48,6 +48,27 @@ pub enum MetaError {
     /// The changefeed's info changed between read and write.
     #[error("changefeed {0} was changed concurrently; retry")]
     Conflict(ChangefeedId),
+    /// The start-ts is behind the upstream's GC safe point: its data may be gone.
+    #[error(
+        "fail to create or maintain changefeed because start-ts {start} is earlier than GC \
+         safepoint at {safe_point}"
+    )]
+    StartTsBeforeGc {
+        /// The start-ts asked for.
+        start: Ts,
+        /// The upstream's minimum service safe point.
+        safe_point: Ts,
+    },
+    /// The upstream could not be asked to protect the start-ts.
+    #[error("cannot protect start-ts {start} in {upstream}: {error}")]
+    Upstream {
+        /// The upstream (masked).
+        upstream: String,
+        /// The start-ts.
+        start: Ts,
+        /// Why.
+        error: String,
+    },
     /// A stored value does not decode.
     #[error("changefeed {id} has a corrupt value at {key}: {error}")]
     Corrupt {
@@ -72,13 +93,46 @@ impl MetaError {
             MetaError::NotStopped { .. } => "CDC:ErrChangefeedUpdateRefused",
             MetaError::Conflict(_) => "CDC:ErrEtcdTryAgain",
             MetaError::Corrupt { .. } => "CDC:ErrDecodeFailed",
+            MetaError::StartTsBeforeGc { .. } => "CDC:ErrStartTsBeforeGC",
+            MetaError::Upstream { .. } => "CDC:ErrUpdateServiceSafepointFailed",
         }
     }
 
     /// Whether the caller is at fault (4xx) rather than the cluster (5xx).
     pub fn is_client_error(&self) -> bool {
-        !matches!(self, MetaError::Store(_) | MetaError::Corrupt { .. })
+        !matches!(
+            self,
+            MetaError::Store(_) | MetaError::Corrupt { .. } | MetaError::Upstream { .. }
+        )
     }
+}
+
+/// How long `changefeed create` protects its start-ts (TiCDC's `ticdc-creating-<id>`
+/// service safe point), covering the time until the owner's own safe point takes over.
+pub const CREATING_TTL_SECS: u64 = 600;
+
+/// The upstream's side of a create (TiCDC's `CheckSafetyOfStartTs`).
+#[async_trait::async_trait]
+pub trait StartTsGuard: Send + Sync {
+    /// Sets service safe point `service` at `start` for `ttl_secs` in the changefeed's
+    /// upstream (`None`: the cluster's default one) and returns that upstream's minimum
+    /// service safe point. Errors name the upstream.
+    async fn protect(
+        &self,
+        upstream: Option<&str>,
+        service: &str,
+        ttl_secs: u64,
+        start: Ts,
+    ) -> Result<Ts, GuardError>;
+}
+
+/// Why a [`StartTsGuard`] could not answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuardError {
+    /// The upstream asked (secrets masked).
+    pub upstream: String,
+    /// What went wrong.
+    pub error: String,
 }
 
 /// A changefeed to create.
@@ -168,12 +222,15 @@ impl Meta {
         Ok(self.store.get_prefix(&self.layout.watch_prefix()).await?.0)
     }
 
-    /// Creates a changefeed: validates, then writes its info only if neither its info nor
-    /// its status key exists (TiCDC's CAS create). `now_ms` is the caller's clock.
+    /// Creates a changefeed: validates, protects the start-ts in its upstream and refuses
+    /// one already behind the upstream's GC safe point (`guard`), then writes its info only
+    /// if neither its info nor its status key exists (TiCDC's CAS create). `now_ms` is the
+    /// caller's clock.
     pub async fn create_changefeed(
         &self,
         new: NewChangefeed,
         now_ms: u64,
+        guard: &dyn StartTsGuard,
     ) -> Result<(ChangefeedId, ChangeFeedInfo), MetaError> {
         if !is_valid_changefeed_id(&new.id) {
             return Err(MetaError::InvalidId(new.id));
@@ -196,6 +253,18 @@ impl Meta {
             )));
         }
         validate_target(start, new.target_ts)?;
+        let service = format!("ticdc-creating-{id}");
+        let safe_point = guard
+            .protect(new.upstream.as_deref(), &service, CREATING_TTL_SECS, start)
+            .await
+            .map_err(|e| MetaError::Upstream {
+                upstream: e.upstream,
+                start,
+                error: e.error,
+            })?;
+        if start < safe_point {
+            return Err(MetaError::StartTsBeforeGc { start, safe_point });
+        }
         let mut info = ChangeFeedInfo {
             sink_uri: new.sink_uri,
             opts: Some(Default::default()),

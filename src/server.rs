@@ -97,7 +97,7 @@ pub async fn serve(
     let clock = Arc::new(SystemClock);
     let plane = Arc::new(DataPlane::new(config.upstream.clone(), clock.clone()));
     let owner_handle = Arc::new(parking_lot::Mutex::new(None));
-    let roles = cluster_roles(&config, plane, data_plane, owner_handle.clone());
+    let roles = cluster_roles(&config, plane.clone(), data_plane, owner_handle.clone());
     let layout = KeyLayout::new(&config.cluster_prefix);
     let capture = CaptureConfig {
         layout: layout.clone(),
@@ -120,6 +120,7 @@ pub async fn serve(
         server_config: config.config_json.clone(),
         set_log_level: config.set_log_level.clone(),
         recording: config.recording.clone(),
+        start_ts_guard: plane,
         clock,
         // Longer than the owner's own confirmation deadline, so a forwarded request gets the
         // owner's answer (`ErrOwnerUnconfirmed` included) rather than a forwarding timeout.

@@ -229,6 +229,23 @@ async fn api_routes_against_a_three_capture_cluster() {
         "password masked: {}",
         masked.1
     );
+    // A start-ts behind the upstream's GC safe point is refused at create (issue #12).
+    assert_error(
+        &api.post(
+            other,
+            "/api/v1/changefeeds",
+            Some(json!({
+                "changefeed_id": "old",
+                "sink_uri": "blackhole://",
+                "start_ts": 123,
+                "upstream": "demo://?tables=2&retention=1m",
+            })),
+        )
+        .await,
+        400,
+        "CDC:ErrStartTsBeforeGC",
+        "start-ts 123 is earlier than GC safepoint at",
+    );
     assert_error(
         &api.post(
             other,

@@ -189,6 +189,22 @@ async fn every_cli_command_against_a_real_cluster() {
         ],
         "target-ts 5 must be larger",
     );
+    // A start-ts behind the upstream's GC safe point is refused, naming both (issue #12).
+    cli.fails(
+        &[
+            "changefeed",
+            "create",
+            "-c",
+            "cf2",
+            "--sink-uri",
+            "blackhole://",
+            "--start-ts",
+            "123",
+            "--upstream",
+            "demo://?tables=2&retention=1m",
+        ],
+        "start-ts 123 is earlier than GC safepoint at",
+    );
 
     // List and query.
     let list = cli.json(&["changefeed", "list"]);

@@ -105,7 +105,9 @@ pub async fn create(State(ctx): State<ApiContext>, bytes: Bytes) -> Result<Respo
         upstream: req.upstream,
         config: Some(config),
     };
-    ctx.meta.create_changefeed(new, ctx.clock.now_ms()).await?;
+    ctx.meta
+        .create_changefeed(new, ctx.clock.now_ms(), &*ctx.start_ts_guard)
+        .await?;
     Ok(accepted())
 }
 

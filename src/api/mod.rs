@@ -60,6 +60,8 @@ pub struct ApiContext {
     pub http: reqwest::Client,
     /// This capture's recording switch (`/debug/recording`).
     pub recording: Arc<crate::record::RecordingControl>,
+    /// Protects a new changefeed's start-ts in its upstream (the capture's data plane).
+    pub start_ts_guard: Arc<dyn crate::meta::StartTsGuard>,
 }
 
 impl ApiContext {

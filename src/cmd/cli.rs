@@ -263,8 +263,13 @@ async fn changefeed(
                 upstream,
                 config: read_config(&flags.config)?,
             };
-            let now = rcdc::reactor::SystemClock.now_ms();
-            let (id, info) = meta.create_changefeed(new, now).await?;
+            let clock = std::sync::Arc::new(rcdc::reactor::SystemClock);
+            let now = clock.now_ms();
+            // The start-ts is checked against the changefeed's upstream as the captures see
+            // it: its --upstream, else the cluster's default upstream.
+            let default_upstream = cluster_default_upstream(meta, server).await;
+            let guard = rcdc::data_plane::DataPlane::new(default_upstream, clock);
+            let (id, info) = meta.create_changefeed(new, now, &guard).await?;
             let mut shown = serde_json::to_value(&info)?;
             if let Some(uri) = shown.get_mut("sink-uri") {
                 *uri = json!(rcdc::sink::mask_uri(&info.sink_uri));
@@ -353,6 +358,29 @@ async fn changefeed(
     }
 }
 
+/// The cluster's default upstream URI, from the owner's (or `--server`'s) `GET /config`.
+/// With no capture answering it is `cdc server`'s built-in default, `demo://`.
+async fn cluster_default_upstream(meta: &Meta, server: Option<&str>) -> String {
+    let fetch = async {
+        let address = capture_address(meta, server).await?;
+        let config: Value = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()?
+            .get(format!("http://{address}/config"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        config["upstream"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("no upstream in {address}'s /config"))
+    };
+    fetch
+        .await
+        .unwrap_or_else(|_: anyhow::Error| rcdc::config::DEFAULT_UPSTREAM.to_owned())
+}
+
 /// Sends pause/resume/remove to the owner's API (or `--server`, which forwards).
 async fn owner_action(
     meta: &Meta,
@@ -360,7 +388,13 @@ async fn owner_action(
     id: &str,
     action: &str,
 ) -> anyhow::Result<()> {
-    let address = match server {
+    let address = capture_address(meta, server).await?;
+    owner_request(&address, id, action).await
+}
+
+/// `--server`'s address, else the owner's.
+async fn capture_address(meta: &Meta, server: Option<&str>) -> anyhow::Result<String> {
+    Ok(match server {
         Some(s) => s
             .trim_start_matches("http://")
             .trim_end_matches('/')
@@ -377,7 +411,11 @@ async fn owner_action(
                 .map(|c| c.address.clone())
                 .ok_or_else(|| anyhow!("owner {owner} has no capture info"))?
         }
-    };
+    })
+}
+
+/// Sends one owner action to the capture at `address` and reports its answer.
+async fn owner_request(address: &str, id: &str, action: &str) -> anyhow::Result<()> {
     // Past the owner's confirmation deadline and a forward's, so the CLI prints their answer.
     let http = reqwest::Client::builder()
         .timeout(rcdc::owner::runtime::REQUEST_TIMEOUT + std::time::Duration::from_secs(20))

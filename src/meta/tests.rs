@@ -22,6 +22,99 @@ fn new_cf(id: &str) -> NewChangefeed {
     }
 }
 
+/// An upstream whose GC has collected nothing and that records what it was asked.
+struct Open;
+
+#[async_trait::async_trait]
+impl StartTsGuard for Open {
+    async fn protect(&self, _: Option<&str>, _: &str, _: u64, _: Ts) -> Result<Ts, GuardError> {
+        Ok(Ts(0))
+    }
+}
+
+/// What a guard was asked: upstream, service, TTL, start-ts.
+type Asked = (Option<String>, String, u64, Ts);
+
+/// An upstream with GC at `.0`, recording each protect call; `.1` set: unreachable.
+#[derive(Default)]
+struct Upstream(u64, bool, parking_lot::Mutex<Vec<Asked>>);
+
+#[async_trait::async_trait]
+impl StartTsGuard for Upstream {
+    async fn protect(
+        &self,
+        upstream: Option<&str>,
+        service: &str,
+        ttl: u64,
+        start: Ts,
+    ) -> Result<Ts, GuardError> {
+        self.2
+            .lock()
+            .push((upstream.map(str::to_owned), service.to_owned(), ttl, start));
+        if self.1 {
+            return Err(GuardError {
+                upstream: "pd at 127.0.0.1:1".into(),
+                error: "unreachable".into(),
+            });
+        }
+        Ok(Ts(self.0))
+    }
+}
+
+#[test]
+fn issue_12_create_protects_the_start_ts_and_refuses_one_behind_gc() {
+    run(async {
+        let (meta, _) = meta();
+        let gc = Upstream(5_000, false, Default::default());
+        let new = NewChangefeed {
+            start_ts: 123,
+            ..new_cf("old")
+        };
+        let err = meta.create_changefeed(new, NOW_MS, &gc).await.unwrap_err();
+        assert_eq!(err.code(), "CDC:ErrStartTsBeforeGC");
+        assert!(
+            err.to_string()
+                .contains("start-ts 123 is earlier than GC safepoint at 5000"),
+            "{err}"
+        );
+        assert!(err.is_client_error());
+        assert_eq!(
+            gc.2.lock().clone(),
+            vec![(None, "ticdc-creating-old".to_owned(), 600, Ts(123))],
+            "TiCDC's creating service id and TTL, on the default upstream"
+        );
+        let ok = NewChangefeed {
+            start_ts: 5_000,
+            upstream: Some("demo://?tables=1".into()),
+            ..new_cf("ok")
+        };
+        meta.create_changefeed(ok, NOW_MS, &gc).await.unwrap();
+        assert_eq!(gc.2.lock()[1].0.as_deref(), Some("demo://?tables=1"));
+
+        let down = Upstream(0, true, Default::default());
+        let err = meta
+            .create_changefeed(new_cf("down"), NOW_MS, &down)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("pd at 127.0.0.1:1: unreachable") && !err.is_client_error(),
+            "{err}"
+        );
+        let keys: Vec<String> = meta
+            .raw()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|kv| kv.key)
+            .collect();
+        assert_eq!(
+            keys,
+            vec!["/tidb/cdc/changefeed/info/ok"],
+            "only the accepted one written"
+        );
+    });
+}
+
 fn run<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -34,7 +127,10 @@ fn run<F: std::future::Future>(f: F) -> F::Output {
 fn create_writes_info_once_and_refuses_a_duplicate() {
     run(async {
         let (meta, _) = meta();
-        let (id, info) = meta.create_changefeed(new_cf("a-1"), NOW_MS).await.unwrap();
+        let (id, info) = meta
+            .create_changefeed(new_cf("a-1"), NOW_MS, &Open)
+            .await
+            .unwrap();
         assert_eq!(id.as_str(), "a-1");
         assert_eq!(info.start_ts, Ts::from_parts(NOW_MS, 0));
         assert_eq!(info.state, FeedState::Normal);
@@ -45,7 +141,7 @@ fn create_writes_info_once_and_refuses_a_duplicate() {
             .and_then(|c| c.info.as_ref())
             .is_some());
         let err = meta
-            .create_changefeed(new_cf("a-1"), NOW_MS)
+            .create_changefeed(new_cf("a-1"), NOW_MS, &Open)
             .await
             .unwrap_err();
         assert!(matches!(err, MetaError::AlreadyExists(_)), "{err}");
@@ -68,7 +164,7 @@ fn create_refuses_when_only_the_status_key_is_left() {
         };
         store.txn(put).await.unwrap();
         let err = meta
-            .create_changefeed(new_cf("b"), NOW_MS)
+            .create_changefeed(new_cf("b"), NOW_MS, &Open)
             .await
             .unwrap_err();
         assert!(matches!(err, MetaError::AlreadyExists(_)), "{err}");
@@ -112,7 +208,10 @@ fn create_validation_names_what_is_wrong_and_writes_nothing() {
             ),
         ];
         for (new, want) in cases {
-            let err = meta.create_changefeed(new, NOW_MS).await.unwrap_err();
+            let err = meta
+                .create_changefeed(new, NOW_MS, &Open)
+                .await
+                .unwrap_err();
             assert!(
                 err.to_string().contains(want),
                 "{err} should contain {want}"

@@ -8,14 +8,15 @@
 //! would let one upstream's GC, far ahead, fail changefeeds of another.
 //!
 //! Fixed TiCDC v5 behaviour: the safe point is checkpoint − 1, not the checkpoint (§8.13);
-//! with no live changefeed nothing is pushed (v5 sent u64::MAX); the lost-snapshot check
+//! with no live changefeed left on an upstream its service safe point is removed (TTL 0; v5
+//! sent u64::MAX); a lower minimum is pushed at once rather than within the minute; the lost-snapshot check
 //! applies only to changefeeds that should run (a stopped one is never flipped to error,
 //! §8.12).
 
 use std::collections::BTreeMap;
 
 use rcdc_state::model::{ChangeFeedInfo, FeedState, RunningError};
-use rcdc_state::{GlobalState, Ts};
+use rcdc_state::{ChangefeedId, GlobalState, Ts};
 
 /// TiCDC's service id for the safe point.
 pub const SERVICE_ID: &str = "ticdc";
@@ -121,6 +122,9 @@ struct UpstreamGc {
     since_ms: u64,
     /// The upstream's minimum service safe point at its last answer.
     min_safe_point: Option<Ts>,
+    /// The safe point last pushed to it (a lower minimum is pushed at once).
+    #[serde(default)]
+    pushed: Option<Ts>,
 }
 
 /// Tracks the safe point of every upstream in use for the owner.
@@ -160,6 +164,7 @@ impl From<GcManagerSerde> for GcManager {
                 .or_insert(UpstreamGc {
                     since_ms: s.last_success_ms.unwrap_or(0),
                     min_safe_point: s.upstream_min,
+                    pushed: None,
                 });
         }
         Self {
@@ -176,6 +181,22 @@ fn holds_gc(state: FeedState) -> bool {
         state,
         FeedState::Normal | FeedState::Stopped | FeedState::Error
     )
+}
+
+/// `min checkpoint` over the changefeeds that hold GC, per upstream URI.
+fn live_minimums<'a>(state: &'a GlobalState, default_upstream: &'a str) -> BTreeMap<&'a str, Ts> {
+    let mut mins: BTreeMap<&str, Ts> = BTreeMap::new();
+    for cf in state.changefeeds().values() {
+        let Some(info) = cf.info.as_ref().filter(|i| holds_gc(i.state)) else {
+            continue;
+        };
+        let checkpoint = info.checkpoint_ts(cf.status.as_ref());
+        let min = mins
+            .entry(upstream_of(info, default_upstream))
+            .or_insert(checkpoint);
+        *min = (*min).min(checkpoint);
+    }
+    mins
 }
 
 /// An upstream URI for messages: secrets masked, the empty default named.
@@ -195,47 +216,94 @@ impl GcManager {
         }
     }
 
-    /// The pushes to make this tick: when a round is due, one per upstream that has live
-    /// changefeeds, each `min checkpoint − 1` over that upstream's changefeeds, in URI
-    /// order. An upstream without live changefeeds gets none, so its service safe point
-    /// lapses after the TTL (as with TiCDC, whose entry expires when nothing renews it).
+    /// The pushes to make this tick, in URI order:
+    /// - a round, one push per upstream with live changefeeds, each `min checkpoint − 1` over
+    ///   that upstream's changefeeds: every `update_interval_ms`, and at once when a minimum
+    ///   falls below what was last pushed (a changefeed created, resumed or moved to an
+    ///   upstream with an older checkpoint must be protected now, not within a minute);
+    /// - a removal (TTL 0) for an upstream whose last live changefeed went away, so its
+    ///   service safe point stops holding GC at once instead of after the TTL.
+    ///
+    /// Between rounds only the changefeeds in the state's change log are looked at.
     pub fn tick(&mut self, state: &GlobalState, now_ms: u64) -> Vec<UpdateSafePoint> {
-        if self
+        let interval_elapsed = self
             .last_push_ms
-            .is_some_and(|t| now_ms.saturating_sub(t) < self.config.update_interval_ms)
-        {
+            .is_none_or(|t| now_ms.saturating_sub(t) >= self.config.update_interval_ms);
+        let changed = state.changes().changefeeds.keys();
+        if !interval_elapsed && !changed.into_iter().any(|id| self.may_need_push(state, id)) {
             return vec![];
         }
-        let mut mins: BTreeMap<&str, Ts> = BTreeMap::new();
-        for cf in state.changefeeds().values() {
-            let Some(info) = cf.info.as_ref().filter(|i| holds_gc(i.state)) else {
-                continue;
-            };
-            let checkpoint = info.checkpoint_ts(cf.status.as_ref());
-            let min = mins
-                .entry(upstream_of(info, &self.config.default_upstream))
-                .or_insert(checkpoint);
-            *min = (*min).min(checkpoint);
-        }
-        if mins.is_empty() {
-            return vec![];
+        let default_upstream = self.config.default_upstream.clone();
+        let mins = live_minimums(state, &default_upstream);
+        let mut pushes = self.releases(&mins);
+        let moved_back = mins.iter().any(|(uri, min)| {
+            self.upstreams
+                .get(*uri)
+                .and_then(|u| u.pushed)
+                .is_none_or(|pushed| min.prev() < pushed)
+        });
+        if mins.is_empty() || !(interval_elapsed || moved_back) {
+            return pushes;
         }
         self.last_push_ms = Some(now_ms);
         // Nothing is checked against an upstream without live changefeeds; if one comes
         // back, its failure clock restarts at its next push.
         self.upstreams
             .retain(|uri, _| mins.contains_key(uri.as_str()));
-        mins.into_iter()
-            .map(|(uri, min)| {
-                self.upstreams.entry(uri.to_owned()).or_insert(UpstreamGc {
-                    since_ms: now_ms,
-                    min_safe_point: None,
-                });
+        for (uri, min) in mins {
+            let entry = self.upstreams.entry(uri.to_owned()).or_insert(UpstreamGc {
+                since_ms: now_ms,
+                min_safe_point: None,
+                pushed: None,
+            });
+            entry.pushed = Some(min.prev());
+            pushes.push(UpdateSafePoint {
+                upstream: uri.to_owned(),
+                service_id: SERVICE_ID.to_owned(),
+                ttl_secs: self.config.ttl_secs,
+                safe_point: min.prev(),
+            });
+        }
+        pushes
+    }
+
+    /// Whether a change of `id` may call for a push before the next round: it holds GC
+    /// below what its upstream was last given (or on an upstream not yet pushed to), or it
+    /// stopped holding GC (its upstream may have no live changefeed left).
+    fn may_need_push(&self, state: &GlobalState, id: &ChangefeedId) -> bool {
+        let cf = state.changefeed(id);
+        match cf
+            .and_then(|c| c.info.as_ref())
+            .filter(|i| holds_gc(i.state))
+        {
+            Some(info) => {
+                let checkpoint = info.checkpoint_ts(cf.and_then(|c| c.status.as_ref()));
+                self.upstreams
+                    .get(upstream_of(info, &self.config.default_upstream))
+                    .and_then(|u| u.pushed)
+                    .is_none_or(|pushed| checkpoint.prev() < pushed)
+            }
+            None => self.upstreams.values().any(|u| u.pushed.is_some()),
+        }
+    }
+
+    /// Removal pushes for the upstreams we protected that have no live changefeed now; their
+    /// entries are forgotten.
+    fn releases(&mut self, mins: &BTreeMap<&str, Ts>) -> Vec<UpdateSafePoint> {
+        let idle: Vec<String> = self
+            .upstreams
+            .iter()
+            .filter(|(uri, u)| u.pushed.is_some() && !mins.contains_key(uri.as_str()))
+            .map(|(uri, _)| uri.clone())
+            .collect();
+        idle.into_iter()
+            .map(|uri| {
+                self.upstreams.remove(&uri);
                 UpdateSafePoint {
-                    upstream: uri.to_owned(),
+                    upstream: uri,
                     service_id: SERVICE_ID.to_owned(),
-                    ttl_secs: self.config.ttl_secs,
-                    safe_point: min.prev(),
+                    ttl_secs: 0,
+                    safe_point: Ts(0),
                 }
             })
             .collect()
@@ -273,6 +341,7 @@ impl GcManager {
         self.upstreams.entry(uri).or_insert(UpstreamGc {
             since_ms: now_ms,
             min_safe_point: None,
+            pushed: None,
         })
     }
 

@@ -327,3 +327,64 @@ fn issue_11_the_owner_fails_only_the_changefeed_behind_its_own_upstream() {
         .collect();
     assert_eq!(lost, vec!["/tidb/cdc/changefeed/info/short"]);
 }
+
+#[test]
+fn issue_12_a_lower_minimum_is_pushed_at_once_a_higher_one_waits_for_the_round() {
+    let mut s = state(&[("a", "normal", 500, None)]);
+    let mut gc = GcManager::new(config());
+    assert_eq!(gc.tick(&s, 0).len(), 1);
+    s.clear_changes();
+    assert_eq!(gc.tick(&s, 1_000), vec![], "nothing changed");
+
+    // `a` advances: safe to push within the minute.
+    let advanced = state(&[("a", "normal", 900, None)]);
+    assert_eq!(gc.tick(&advanced, 2_000), vec![]);
+
+    // `b` arrives with an older checkpoint: protected now.
+    let older = state(&[("a", "normal", 900, None), ("b", "normal", 200, None)]);
+    let push = gc.tick(&older, 3_000);
+    assert_eq!(
+        push.iter().map(|p| p.safe_point).collect::<Vec<_>>(),
+        vec![Ts(199)]
+    );
+    let mut older = older;
+    older.clear_changes();
+    assert_eq!(gc.tick(&older, 4_000), vec![], "pushed once");
+}
+
+#[test]
+fn issue_12_the_last_changefeed_of_an_upstream_gone_removes_its_safe_point() {
+    let mut gc = GcManager::new(config());
+    let both = state(&[
+        ("a", "normal", 500, None),
+        ("b", "normal", 700, Some(OTHER)),
+    ]);
+    assert_eq!(gc.tick(&both, 0).len(), 2);
+
+    // `b` is removed: OTHER has no live changefeed left.
+    let mut s = state(&[
+        ("a", "normal", 500, None),
+        ("b", "removed", 700, Some(OTHER)),
+    ]);
+    let push = gc.tick(&s, 1_000);
+    assert_eq!(
+        push,
+        vec![UpdateSafePoint {
+            upstream: OTHER.to_owned(),
+            service_id: SERVICE_ID.to_owned(),
+            ttl_secs: 0,
+            safe_point: Ts(0),
+        }],
+        "a TTL-0 removal, at once; the default upstream waits for its round"
+    );
+    // The removal's answer does not bring it back, and nothing repeats.
+    assert_eq!(gc.on_result(updated(OTHER, 0), 1_100), None);
+    s.clear_changes();
+    assert_eq!(gc.tick(&s, 2_000), vec![]);
+    let round: Vec<String> = gc
+        .tick(&s, 60_000)
+        .into_iter()
+        .map(|p| p.upstream)
+        .collect();
+    assert_eq!(round, vec![DEFAULT.to_owned()]);
+}
