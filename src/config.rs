@@ -110,8 +110,9 @@ pub struct ServerConfig {
     pub per_table_memory_quota: u64,
     /// Cluster key prefix.
     pub cluster_prefix: String,
-    /// Default upstream.
-    pub upstream: String,
+    /// Default upstream (`None`: the TiDB cluster behind `--pd` when it is a PD, else
+    /// [`DEFAULT_UPSTREAM`]; server start decides).
+    pub upstream: Option<String>,
     /// Recording directory.
     pub record_dir: Option<PathBuf>,
     /// Notes for the log (values reset to defaults).
@@ -135,7 +136,7 @@ impl Default for ServerConfig {
             processor_flush_interval: Duration::from_millis(100),
             per_table_memory_quota: 20 * 1024 * 1024,
             cluster_prefix: "/tidb/cdc".into(),
-            upstream: DEFAULT_UPSTREAM.into(),
+            upstream: None,
             record_dir: None,
             warnings: vec![],
         }
@@ -396,7 +397,7 @@ pub fn resolve_with(
         c.cluster_prefix = p;
     }
     if let Some(u) = pick(&flags.upstream, &f.upstream) {
-        c.upstream = u;
+        c.upstream = Some(u);
     }
     c.record_dir = flags
         .record
@@ -523,8 +524,12 @@ fn validate(c: &mut ServerConfig, f: &FileConfig, flags: &ServerFlags) -> Result
             "must start with / and not end with /, e.g. /tidb/cdc",
         ));
     }
-    if url::Url::parse(&c.upstream).is_err() {
-        return Err(invalid("upstream", &c.upstream, "not a URI like demo://"));
+    if let Some(u) = c
+        .upstream
+        .as_deref()
+        .filter(|u| url::Url::parse(u).is_err())
+    {
+        return Err(invalid("upstream", u, "not a URI like demo://"));
     }
     if c.owner_flush_interval.is_zero() {
         return Err(invalid("owner-flush-interval", "0s", "must be > 0"));
@@ -577,7 +582,7 @@ impl ServerConfig {
             "processor-flush-interval": ns(self.processor_flush_interval),
             "per-table-memory-quota": self.per_table_memory_quota,
             "cluster-prefix": self.cluster_prefix,
-            "upstream": crate::sink::mask_uri(&self.upstream),
+            "upstream": crate::sink::mask_uri(self.upstream.as_deref().unwrap_or(DEFAULT_UPSTREAM)),
             "log-format": self.log_format,
             "record-dir": self.record_dir.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
         })

@@ -82,6 +82,12 @@ impl DataPlane {
         }
     }
 
+    /// Serves `uri` with `upstream`, made by the caller (a PD-backed upstream needs a
+    /// connected client, so it cannot be parsed from its URI on first use).
+    pub fn register(&self, uri: &str, upstream: Arc<dyn Upstream>) {
+        self.upstreams.lock().insert(uri.to_owned(), upstream);
+    }
+
     /// The upstream URI of changefeeds whose info names none.
     pub fn default_upstream(&self) -> &str {
         &self.default_upstream

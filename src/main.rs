@@ -66,7 +66,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 async fn server(flags: ServerFlags) -> anyhow::Result<()> {
     // Startup order (facts §4.1): configuration, logging, time zone, then the server.
     let resolved = rcdc::config::resolve(&flags)?;
-    rcdc::upstream::parse_upstream_uri(&resolved.upstream).with_context(|| "bad --upstream")?;
+    if let Some(u) = &resolved.upstream {
+        rcdc::upstream::parse_upstream_uri(u).with_context(|| "bad --upstream")?;
+    }
     let format = if resolved.log_format == "json" {
         rcdc::logging::LogFormat::Json
     } else {

@@ -38,8 +38,9 @@ pub struct ServerConfig {
     pub advertise_addr: String,
     /// Cluster root prefix (`--cluster-prefix`).
     pub cluster_prefix: String,
-    /// Default upstream of changefeeds (`--upstream`).
-    pub upstream: String,
+    /// Default upstream of changefeeds (`--upstream`); `None`: the TiDB cluster behind
+    /// `--pd` when it is a PD, else `demo://`.
+    pub upstream: Option<String>,
     /// `capture-session-ttl`.
     pub session_ttl: Duration,
     /// `owner-flush-interval`.
@@ -74,6 +75,9 @@ pub enum ServerError {
     /// The table pipelines' runtime could not be started.
     #[error(transparent)]
     DataPlane(#[from] DataPlaneError),
+    /// The PD behind `--pd` cannot be used.
+    #[error(transparent)]
+    Pd(#[from] pd_start::PdStartError),
 }
 
 /// Runs one capture until `shutdown` becomes true.
@@ -95,9 +99,31 @@ pub async fn serve(
         return Ok(()); // shut down while waiting for etcd
     };
     let clock = Arc::new(SystemClock);
-    let plane = Arc::new(DataPlane::new(config.upstream.clone(), clock.clone()));
+    // PD, when the endpoints are one, is the cluster's time and GC (facts §4.1).
+    let pd = pd_start::detect(
+        &config.endpoints,
+        None,
+        &reqwest::Client::new(),
+        &mut shutdown,
+    )
+    .await?;
+    let (default_upstream, pd_upstream) =
+        pd_start::default_upstream(config.upstream.as_deref(), pd).await?;
+    let plane = DataPlane::new(default_upstream.clone(), clock.clone());
+    if let Some(upstream) = pd_upstream {
+        plane.register(&default_upstream, upstream);
+    }
+    let plane = Arc::new(plane);
     let owner_handle = Arc::new(parking_lot::Mutex::new(None));
-    let roles = cluster_roles(&config, plane.clone(), data_plane, owner_handle.clone());
+    let roles = cluster_roles(
+        &config,
+        &default_upstream,
+        plane.clone(),
+        data_plane,
+        owner_handle.clone(),
+    );
+    let mut server_config = config.config_json.clone();
+    server_config["upstream"] = crate::sink::mask_uri(&default_upstream).into();
     let layout = KeyLayout::new(&config.cluster_prefix);
     let capture = CaptureConfig {
         layout: layout.clone(),
@@ -117,7 +143,7 @@ pub async fn serve(
         status: status_rx,
         owner: owner_handle,
         tz: config.tz,
-        server_config: config.config_json.clone(),
+        server_config,
         set_log_level: config.set_log_level.clone(),
         recording: config.recording.clone(),
         start_ts_guard: plane,
@@ -143,15 +169,16 @@ pub async fn serve(
     Ok(())
 }
 
-/// The owner's settings from the server's (its `addr` is filled in per capture).
-pub fn owner_config(config: &ServerConfig) -> OwnerConfig {
+/// The owner's settings from the server's (its `addr` is filled in per capture), with the
+/// cluster's default upstream as server start found it.
+pub fn owner_config(config: &ServerConfig, default_upstream: &str) -> OwnerConfig {
     OwnerConfig {
         flush_interval_ms: config.owner_flush_interval.as_millis() as u64,
         gc: GcConfig {
             ttl_secs: config.gc_ttl.as_secs(),
             // Changefeeds naming no upstream use this one; the owner must know it to give
             // them and those naming it explicitly one safe point between them.
-            default_upstream: config.upstream.clone(),
+            default_upstream: default_upstream.to_owned(),
             ..Default::default()
         },
         ..Default::default()
@@ -161,6 +188,7 @@ pub fn owner_config(config: &ServerConfig) -> OwnerConfig {
 /// The capture's owner and processor roles over one data plane.
 fn cluster_roles(
     config: &ServerConfig,
+    default_upstream: &str,
     plane: Arc<DataPlane>,
     data_plane: DataPlaneRuntime,
     owner_handle: crate::capture::roles::OwnerSlot,
@@ -168,7 +196,7 @@ fn cluster_roles(
     ClusterRoles {
         upstream: plane.clone(),
         pipelines: plane,
-        owner: owner_config(config),
+        owner: owner_config(config, default_upstream),
         processor: ProcessorConfig::default(),
         table: config.table_pipeline.clone(),
         data_plane,
@@ -198,5 +226,6 @@ async fn connect(endpoints: &[String], shutdown: &mut watch::Receiver<bool>) -> 
     }
 }
 
+pub mod pd_start;
 #[cfg(test)]
 mod tests;

@@ -31,8 +31,9 @@ fn defaults_are_ticdc_v5s() {
     assert_eq!(c.processor_flush_interval, Duration::from_millis(100));
     assert_eq!(c.per_table_memory_quota, 20 * 1024 * 1024);
     assert_eq!(
-        (c.cluster_prefix.as_str(), c.upstream.as_str()),
-        ("/tidb/cdc", "demo://")
+        (c.cluster_prefix.as_str(), c.upstream.as_deref()),
+        ("/tidb/cdc", None),
+        "no --upstream: server start picks the PD's cluster or demo://"
     );
 }
 

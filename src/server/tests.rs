@@ -17,7 +17,7 @@ fn with_pipelines(
         addr: "127.0.0.1:8300".into(),
         advertise_addr: "127.0.0.1:8300".into(),
         cluster_prefix: "/tidb/cdc".into(),
-        upstream: upstream.into(),
+        upstream: Some(upstream.into()),
         session_ttl: Duration::from_secs(10),
         owner_flush_interval: Duration::from_millis(250),
         processor_flush_interval: Duration::from_millis(100),
@@ -34,7 +34,10 @@ fn with_pipelines(
 /// pushed safe points with the default TTL.
 #[test]
 fn issue_11_the_owner_pushes_safe_points_with_the_configured_gc_ttl() {
-    let owner = owner_config(&server_config("demo://?seed=3", Duration::from_secs(600)));
+    let owner = owner_config(
+        &server_config("demo://?seed=3", Duration::from_secs(600)),
+        "demo://?seed=3",
+    );
     assert_eq!(owner.gc.ttl_secs, 600);
     assert_eq!(owner.flush_interval_ms, 250);
 }
@@ -43,7 +46,10 @@ fn issue_11_the_owner_pushes_safe_points_with_the_configured_gc_ttl() {
 /// changefeed naming that URI explicitly shares their safe point instead of overwriting it.
 #[test]
 fn issue_11_the_owner_knows_the_default_upstream() {
-    let owner = owner_config(&server_config("demo://?seed=3", Duration::from_secs(600)));
+    let owner = owner_config(
+        &server_config("demo://?seed=3", Duration::from_secs(600)),
+        "demo://?seed=3",
+    );
     assert_eq!(owner.gc.default_upstream, "demo://?seed=3");
 }
 
@@ -58,6 +64,7 @@ fn the_capture_starts_pipelines_with_the_configured_sorter_budget() {
     let plane = Arc::new(DataPlane::new("demo://", Arc::new(SystemClock)));
     let roles = cluster_roles(
         &with_pipelines("demo://", Duration::from_secs(600), table),
+        "demo://",
         plane,
         DataPlaneRuntime::inline(),
         Default::default(),

@@ -8,10 +8,15 @@
 //! Implemented:
 //! - `demo://?...` — [`demo::DemoUpstream`], a deterministic synthetic workload with an oracle
 //!   (see [`demo`] for its parameters).
+//! - `pd://host:port,...` — [`pd::PdUpstream`], the TiDB cluster behind `cdc server --pd`:
+//!   PD's time and GC, rows from the demo workload until the TiKV change feed is built. Only
+//!   the capture's own cluster, made at server start (it needs a connected PD client), so
+//!   [`parse_upstream_uri`] refuses other `pd://` URIs.
 //!
 //! [`parse_upstream_uri`] turns a URI into an upstream; every rejection names the bad part.
 
 pub mod demo;
+pub mod pd;
 
 #[cfg(test)]
 mod tests;
@@ -60,6 +65,22 @@ pub struct DdlEvent {
 /// Errors of upstream URIs and upstream calls. Every variant names what was wrong.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum UpstreamError {
+    /// A networked upstream did not answer, or answered an error.
+    #[error("upstream {upstream} is unavailable: {reason}")]
+    Unavailable {
+        /// The upstream's URI.
+        upstream: String,
+        /// The call and what went wrong.
+        reason: String,
+    },
+    /// The upstream cannot do this yet; the message says what instead.
+    #[error("upstream {upstream}: {what} is not supported by rcdc yet")]
+    NotSupported {
+        /// The upstream's URI.
+        upstream: String,
+        /// What was asked.
+        what: String,
+    },
     /// The URI does not parse, or a part other than a parameter is wrong.
     #[error("invalid upstream URI '{uri}': {reason}")]
     InvalidUri {
@@ -203,6 +224,10 @@ pub fn parse_upstream_uri(uri: &str) -> Result<Box<dyn Upstream>, UpstreamError>
     let scheme = uri_scheme(uri)?;
     match scheme.as_str() {
         "demo" => Ok(Box::new(DemoUpstream::from_uri(uri)?)),
+        "pd" => Err(UpstreamError::NotSupported {
+            upstream: uri.to_owned(),
+            what: "a pd:// upstream other than the cluster behind cdc server --pd".to_owned(),
+        }),
         _ => Err(UpstreamError::UnsupportedScheme {
             scheme,
             uri: uri.to_owned(),

@@ -57,7 +57,11 @@ fn errors_name_the_culprit() {
             "mysql://root@x:3306/",
             &["unsupported upstream scheme 'mysql'"][..],
         ),
-        ("pd://127.0.0.1:2379", &["'pd'"]),
+        (
+            "pd://127.0.0.1:2379",
+            &["pd://127.0.0.1:2379", "other than the cluster behind cdc server --pd"],
+        ),
+        ("tikv://127.0.0.1:2379", &["'tikv'"]),
         ("no-scheme", &["missing scheme"]),
         (
             "demo://?tabels=3",
