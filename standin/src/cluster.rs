@@ -222,7 +222,8 @@ impl Cluster {
     }
 
     /// Takes a member down (its listener closes, its connections drop) or brings it back. A
-    /// leader going down hands leadership to the next live member, as PD elects a new one.
+    /// leader going down hands leadership to the next live member, as PD elects a new one; a
+    /// member coming back while no live member leads becomes leader.
     pub fn set_member_up(&self, name: &str, up: bool) -> Result<(), ControlError> {
         let i = self.index_of(name)?;
         let mut inner = self.inner.lock();
@@ -231,6 +232,10 @@ impl Cluster {
             if let Some(next) = next_live(&inner.up, i) {
                 self.set_leader(&mut inner, next)?;
             }
+        }
+        // Every member was down: the first one back wins the election.
+        if up && !inner.up[inner.leader] {
+            self.set_leader(&mut inner, i)?;
         }
         self.up_tx[i].send_replace(up);
         tracing::warn!(member = name, up, "fault switch: member availability");
@@ -362,6 +367,74 @@ mod tests {
         assert_eq!(next_live(&[true, true, false], 1), Some(0));
         assert_eq!(next_live(&[true, false, false], 0), None);
         assert_eq!(next_live(&[true], 0), None);
+    }
+
+    fn cluster(dir: &std::path::Path, members: usize) -> Cluster {
+        let tso = Arc::new(Tso::open(dir, Arc::new(crate::tso::SystemClock), 3_000).unwrap());
+        let addrs: Vec<SocketAddr> = (0..members)
+            .map(|i| SocketAddr::from(([127, 0, 0, 1], 1000 + i as u16)))
+            .collect();
+        Cluster::new(1, "v5.1.0".into(), &addrs, vec![], tso)
+    }
+
+    #[test]
+    fn leadership_follows_members_going_down_and_coming_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cluster(dir.path(), 2);
+        c.set_member_up("pd-1", false).unwrap();
+        assert_eq!(c.leader(), 1, "the leader went down: pd-2 took over");
+        c.set_member_up("pd-2", false).unwrap();
+        assert_eq!(c.leader(), 1, "nobody left to take over");
+        c.set_member_up("pd-1", true).unwrap();
+        assert_eq!(c.leader(), 0, "the first member back leads");
+        c.set_member_up("pd-2", true).unwrap();
+        assert_eq!(
+            c.leader(),
+            0,
+            "a member coming back does not take over a live leader"
+        );
+        assert!(matches!(
+            c.transfer_leader(Some("pd-3")),
+            Err(ControlError::UnknownMember(_))
+        ));
+        c.set_member_up("pd-2", false).unwrap();
+        assert!(matches!(
+            c.transfer_leader(Some("pd-2")),
+            Err(ControlError::MemberDown(_))
+        ));
+        assert!(matches!(
+            c.transfer_leader(None),
+            Err(ControlError::NoLiveMember)
+        ));
+    }
+
+    #[test]
+    fn scan_regions_starts_at_the_region_holding_the_key_and_honours_end_and_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cluster(dir.path(), 1);
+        let region = |id, s: &[u8], e: &[u8]| Region {
+            id,
+            start_key: s.to_vec(),
+            end_key: e.to_vec(),
+            conf_ver: 1,
+            version: 1,
+            peers: vec![],
+            leader: 0,
+        };
+        c.inner.lock().regions = vec![
+            region(3, b"m", b""),
+            region(1, b"", b"f"),
+            region(2, b"f", b"m"),
+        ];
+        let ids = |v: Vec<Region>| v.iter().map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(ids(c.scan_regions(b"g", b"", 0)), [2, 3]);
+        assert_eq!(
+            ids(c.scan_regions(b"", b"f", 0)),
+            [1],
+            "a region starting at end is out"
+        );
+        assert_eq!(ids(c.scan_regions(b"a", b"", 2)), [1, 2]);
+        assert_eq!(c.region_by_key(b"m").map(|r| r.id), Some(3));
     }
 
     #[test]

@@ -55,6 +55,7 @@ impl EtcdProxy {
         };
         let grpc = Client::builder(TokioExecutor::new())
             .http2_only(true)
+            .http2_adaptive_window(true)
             .build(connector());
         let http1 = Client::builder(TokioExecutor::new()).build(connector());
         Ok(Self {

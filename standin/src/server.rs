@@ -167,7 +167,10 @@ async fn serve_conn(stream: tokio::net::TcpStream, peer: SocketAddr, dispatcher:
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // etcd's and PD's gRPC clients keep long streams open; answer their pings promptly.
-    builder.http2().timer(hyper_util::rt::TokioTimer::new());
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .adaptive_window(true);
     if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
         tracing::debug!(%peer, error = %e, "connection ended");
     }
