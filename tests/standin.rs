@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::procs::{free_port, Servers};
 use rcdc_proto::pdpb::{self, pd_client::PdClient};
-use rcdc_reactor::testing::EtcdHarness;
+use rcdc_reactor::testing::{wait_until, EtcdHarness};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cdc-standin");
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -250,4 +250,98 @@ fn tls_flags_say_not_supported_yet_and_help_lists_the_switches() {
     ]);
     assert_eq!(code, Some(2), "bad usage: {stderr}");
     assert!(stderr.contains("nonsense"), "{stderr}");
+}
+
+const CDC: &str = env!("CARGO_BIN_EXE_cdc");
+
+/// `cdc cli --pd <members> ...` stdout as JSON, or None while it fails.
+fn cli_json(pd: &str, args: &[&str]) -> Option<serde_json::Value> {
+    let out = Command::new(CDC)
+        .args(["cli", "--pd", pd])
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
+}
+
+#[tokio::test]
+async fn a_cdc_server_on_the_standin_runs_the_production_path() {
+    let etcd = EtcdHarness::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (p1, p2) = (free_port(), free_port());
+    let args = vec![
+        format!("--etcd={}", etcd.client_url()),
+        format!("--listen=127.0.0.1:{p1},127.0.0.1:{p2}"),
+        format!("--data-dir={}", dir.path().join("data").display()),
+    ];
+    let (standin, _) = spawn_ready(&args, &dir.path().join("standin.log"));
+    let mut procs = Servers(vec![standin]);
+    let pd = format!("http://127.0.0.1:{p1},http://127.0.0.1:{p2}");
+    let log = std::fs::File::create(dir.path().join("capture.log")).unwrap();
+    let capture = Command::new(CDC)
+        .args([
+            "server",
+            "--pd",
+            &pd,
+            "--addr",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .args([
+            "--upstream",
+            "demo://?tables=2&rows-per-second=20&retention=none",
+        ])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn cdc server");
+    procs.0.push(capture);
+
+    // Through the follower's port: etcd's services answer on every member.
+    let follower = format!("http://127.0.0.1:{p2}");
+    wait_until(Duration::from_secs(30), "the capture registers", || async {
+        cli_json(&follower, &["capture", "list"])
+            .is_some_and(|v| v.as_array().is_some_and(|a| a.len() == 1))
+    })
+    .await;
+    let direct = cli_json(&etcd.client_url(), &["capture", "list"]).expect("etcd read directly");
+    assert_eq!(
+        direct.as_array().map(Vec::len),
+        Some(1),
+        "the capture's key is in the real etcd"
+    );
+
+    let created = Command::new(CDC)
+        .args([
+            "cli",
+            "--pd",
+            &pd,
+            "changefeed",
+            "create",
+            "--sink-uri",
+            "blackhole://",
+            "--changefeed-id",
+            "cf",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let checkpoint = || {
+        cli_json(&pd, &["changefeed", "list"])
+            .and_then(|v| v[0]["summary"]["tso"].as_u64())
+            .unwrap_or(0)
+    };
+    let first = checkpoint();
+    wait_until(
+        Duration::from_secs(30),
+        "the checkpoint advances",
+        || async { checkpoint() > first },
+    )
+    .await;
 }
