@@ -57,6 +57,9 @@ pub enum StandinError {
     /// The TSO window file holds something this stand-in did not write.
     #[error("data dir: {} is corrupt: {why}", path.display())]
     CorruptWindow { path: PathBuf, why: String },
+    /// A serving task stopped; only a bug makes this happen.
+    #[error("a serving task stopped: {0}")]
+    TaskEnded(String),
     /// A flag combination the stand-in cannot serve.
     #[error("{0}")]
     Config(String),

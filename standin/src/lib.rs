@@ -143,14 +143,12 @@ impl Standin {
 
     /// Runs until a serving task ends (which only a bug makes happen).
     pub async fn wait(mut self) -> Result<()> {
-        match self.tasks.join_next().await {
-            Some(Err(e)) if e.is_panic() => {
-                Err(StandinError::Config(format!("a member task panicked: {e}")))
-            }
-            _ => Err(StandinError::Config(
-                "a member task ended unexpectedly".into(),
-            )),
-        }
+        let why = match self.tasks.join_next().await {
+            Some(Err(e)) => e.to_string(),
+            Some(Ok(())) => "it returned".to_string(),
+            None => "there were none".to_string(),
+        };
+        Err(StandinError::TaskEnded(why))
     }
 }
 
