@@ -374,6 +374,7 @@ pub fn start_with_clock<R: rcdc::capture::run::Roles>(
         let config_store = rcdc_reactor::store::etcd::EtcdStoreConfig {
             dial_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(3),
+            tls: None,
         };
         let store = rcdc_reactor::store::etcd::EtcdStore::connect(&endpoints, config_store)
             .await
