@@ -69,16 +69,20 @@ where
         .unwrap_or_default();
     let mut out = ctx
         .http
-        .request(req.method, format!("http://{address}{path}"))
+        .request(req.method, ctx.security.api_url(&address, &path))
         .header(FORWARDED_FROM, me)
         .body(req.body);
     if let Some(ct) = req.headers.get(axum::http::header::CONTENT_TYPE) {
         out = out.header(axum::http::header::CONTENT_TYPE, ct);
     }
     let answer = out.send().await.map_err(|e| {
+        let why = match crate::security::tls_failure(&e) {
+            Some(tls) => format!("TLS handshake failed: {tls}"),
+            None => e.to_string(),
+        };
         ApiError::internal(
             "CDC:ErrReachOwner",
-            format!("forwarding to the owner at {address}: {e}"),
+            format!("forwarding to the owner at {address}: {why}"),
         )
     })?;
     let status = answer.status();
