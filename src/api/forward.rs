@@ -75,16 +75,16 @@ where
     if let Some(ct) = req.headers.get(axum::http::header::CONTENT_TYPE) {
         out = out.header(axum::http::header::CONTENT_TYPE, ct);
     }
-    let answer = out.send().await.map_err(|e| {
-        let why = match crate::security::tls_failure(&e) {
-            Some(tls) => format!("TLS handshake failed: {tls}"),
-            None => e.to_string(),
-        };
-        ApiError::internal(
-            "CDC:ErrReachOwner",
-            format!("forwarding to the owner at {address}: {why}"),
-        )
-    })?;
+    let answer = match out.send().await {
+        Ok(answer) => answer,
+        Err(e) => {
+            let why = match crate::security::api_tls_failure(&ctx.security, &address, &e).await {
+                Some(tls) => tls.to_string(),
+                None => format!("forwarding to the owner at {address}: {e}"),
+            };
+            return Err(ApiError::internal("CDC:ErrReachOwner", why));
+        }
+    };
     let status = answer.status();
     let content_type = answer.headers().get(reqwest::header::CONTENT_TYPE).cloned();
     let body = answer.bytes().await.map_err(|e| {

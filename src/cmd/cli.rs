@@ -11,7 +11,7 @@ use rcdc::api::views::{changefeed_list, StateFilter, TimeZone};
 use rcdc::meta::{replica_config_from_toml, ChangefeedUpdate, Meta, NewChangefeed};
 use rcdc::reactor::store::etcd::{EtcdStore, EtcdStoreConfig};
 use rcdc::reactor::Clock;
-use rcdc::security::{EndpointError, Role, Security, SecurityConfig, Service};
+use rcdc::security::{Role, Security, SecurityConfig};
 use rcdc::state::{CaptureId, ChangefeedId, KeyLayout};
 use serde_json::{json, Value};
 
@@ -424,15 +424,8 @@ async fn owner_action(meta: &Meta, api: Api<'_>, id: &str, action: &str) -> anyh
     };
     let answer = match request.send().await {
         Ok(answer) => answer,
-        Err(e) => match rcdc::security::tls_failure(&e) {
-            Some(failure) => {
-                return Err(EndpointError {
-                    service: Service::Api,
-                    endpoint: address,
-                    failure,
-                }
-                .into())
-            }
+        Err(e) => match rcdc::security::api_tls_failure(api.security, &address, &e).await {
+            Some(tls) => return Err(tls.into()),
             None => return Err(e).with_context(|| format!("reaching the capture at {address}")),
         },
     };

@@ -78,6 +78,17 @@ pub enum TlsFailure {
 }
 
 impl TlsFailure {
+    /// A refusal of the certificate we did not send means the server wants one (Go's TLS,
+    /// etcd's and PD's, answers a missing certificate with `bad_certificate`).
+    fn given(self, presented_certificate: bool) -> Self {
+        match self {
+            Self::ClientCertificateRefused { .. } if !presented_certificate => {
+                Self::ClientCertificateRequired
+            }
+            other => other,
+        }
+    }
+
     fn from_rustls(e: &rustls::Error) -> Self {
         use rustls::Error as E;
         match e {
@@ -134,52 +145,123 @@ pub fn tls_failure(error: &(dyn Error + 'static)) -> Option<TlsFailure> {
     None
 }
 
-/// The TLS failure in an etcd-client error (whose own `source` is empty: look inside).
-pub fn etcd_tls_failure(error: &etcd_client::Error) -> Option<TlsFailure> {
-    match error {
-        etcd_client::Error::GRpcStatus(status) => tls_failure(status),
-        etcd_client::Error::TransportError(t) => tls_failure(t),
-        etcd_client::Error::IoError(io) => tls_failure(io),
-        _ => None,
-    }
-}
-
-/// With TLS on, asks each etcd endpoint for one key, so that a certificate problem stops the
-/// process at start naming the endpoint, instead of being retried as an outage forever.
-/// Endpoints that do not answer are not an error here (the capture waits for etcd).
+/// With TLS on, shakes hands with each etcd (or PD) endpoint, so that a certificate problem
+/// stops the process at start naming the endpoint, instead of being retried as an outage
+/// forever. Endpoints that do not answer are not an error here (the capture waits for etcd).
+///
+/// A handshake of our own rather than an etcd request: with TLS 1.3 the server judges our
+/// certificate after our side of the handshake is done, and the alert it sends then reaches
+/// tonic's connection task, not the request, which only sees "connection closed".
 pub async fn probe_etcd(
     endpoints: &[String],
     security: &Security,
     timeout: Duration,
 ) -> Result<(), EndpointError> {
-    let Some(tls) = security.client_tls_config() else {
-        return Ok(());
-    };
     for endpoint in endpoints {
-        let options = etcd_client::ConnectOptions::new()
-            .with_connect_timeout(timeout)
-            .with_timeout(timeout)
-            .with_tls(tls.clone());
-        let answer = async {
-            let mut client =
-                etcd_client::Client::connect([endpoint.as_str()], Some(options)).await?;
-            client.get("/rcdc-tls-probe", None).await.map(drop)
+        let Some((host, port)) = host_port(endpoint) else {
+            continue; // the config check has refused it already
         };
-        let Ok(Err(e)) = tokio::time::timeout(timeout, answer).await else {
-            continue; // answered, or silent: not a TLS verdict
-        };
-        match etcd_tls_failure(&e) {
-            Some(failure) => {
-                return Err(EndpointError {
-                    service: Service::Etcd,
-                    endpoint: endpoint.clone(),
-                    failure,
-                })
-            }
-            None => {
-                tracing::warn!(%endpoint, error = %e, "etcd endpoint did not answer the TLS probe")
-            }
+        // Offering h2 as gRPC does, so the server sends its HTTP/2 settings once it accepts us.
+        if let Some(failure) = verdict(security, b"h2", &host, port, b"", timeout).await {
+            return Err(EndpointError {
+                service: Service::Etcd,
+                endpoint: endpoint.clone(),
+                failure,
+            });
         }
     }
     Ok(())
+}
+
+/// Whether TLS is why a request to the API at `address` (`host:port`) failed: the error's
+/// own chain says so, or else (TLS 1.3 can hide the server's verdict on our certificate from
+/// the request, which only sees a closed connection) a handshake of our own does.
+pub async fn api_tls_failure(
+    security: &Security,
+    address: &str,
+    error: &(dyn Error + Send + Sync + 'static),
+) -> Option<EndpointError> {
+    let failure = match tls_failure(error) {
+        Some(failure) => failure.given(security.has_client_certificate()),
+        None => {
+            let (host, port) = address.rsplit_once(':')?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let hello = format!(
+                "GET /api/v1/health HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+            );
+            let timeout = Duration::from_secs(5);
+            verdict(
+                security,
+                b"http/1.1",
+                host,
+                port.parse().ok()?,
+                hello.as_bytes(),
+                timeout,
+            )
+            .await?
+        }
+    };
+    Some(EndpointError {
+        service: Service::Api,
+        endpoint: address.to_owned(),
+        failure,
+    })
+}
+
+/// The server's verdict on our TLS: connect, shake hands, send `hello`, read. An alert, in
+/// the handshake or at the first read (where TLS 1.3 puts a refusal of our certificate), is
+/// a failure; an answer, silence or an unreachable server is not (that is no TLS verdict).
+async fn verdict(
+    security: &Security,
+    alpn: &[u8],
+    host: &str,
+    port: u16,
+    hello: &[u8],
+    timeout: Duration,
+) -> Option<TlsFailure> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = match security.rustls_client_config(alpn) {
+        Ok(config) => config?,
+        Err(e) => return Some(TlsFailure::Other(e.to_string())),
+    };
+    let server_name = match rustls::pki_types::ServerName::try_from(host.to_owned()) {
+        Ok(name) => name,
+        Err(e) => {
+            return Some(TlsFailure::Other(format!(
+                "{host} is not a TLS server name: {e}"
+            )))
+        }
+    };
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let exchange = async {
+        let tcp = tokio::net::TcpStream::connect((host, port)).await.ok()?;
+        let mut stream = match connector.connect(server_name, tcp).await {
+            Ok(stream) => stream,
+            Err(e) => return tls_failure(&e),
+        };
+        if let Err(e) = stream.write_all(hello).await {
+            return tls_failure(&e);
+        }
+        let mut byte = [0u8; 1];
+        stream
+            .read(&mut byte)
+            .await
+            .err()
+            .and_then(|e| tls_failure(&e))
+    };
+    let failure = tokio::time::timeout(timeout, exchange)
+        .await
+        .ok()
+        .flatten()?;
+    Some(failure.given(security.has_client_certificate()))
+}
+
+/// `https://host:port` → (host without brackets, port).
+fn host_port(endpoint: &str) -> Option<(String, u16)> {
+    let url = url::Url::parse(endpoint).ok()?;
+    let host = url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    Some((host.to_owned(), url.port_or_known_default()?))
 }

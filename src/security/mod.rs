@@ -26,7 +26,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
-pub use failure::{etcd_tls_failure, probe_etcd, tls_failure, EndpointError, Service, TlsFailure};
+pub use failure::{api_tls_failure, probe_etcd, tls_failure, EndpointError, Service, TlsFailure};
 
 /// The `[security]` settings as given: paths, not yet read. TLS is on when `ca_path` is set.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -232,6 +232,11 @@ impl Security {
         self.tls.is_some()
     }
 
+    /// Whether we present a certificate of our own.
+    fn has_client_certificate(&self) -> bool {
+        self.tls.as_ref().is_some_and(|tls| tls.identity.is_some())
+    }
+
     /// `https` with TLS, else `http`: the scheme of every capture's API.
     pub fn scheme(&self) -> &'static str {
         if self.is_tls() {
@@ -263,11 +268,22 @@ impl Security {
         let builder = reqwest::Client::builder().timeout(timeout);
         let builder = match &self.tls {
             None => builder,
-            Some(tls) => builder.use_preconfigured_tls(rustls_client_config(tls)?),
+            Some(tls) => builder.use_preconfigured_tls(rustls_client_config(tls, b"http/1.1")?),
         };
         builder
             .build()
             .map_err(|e| SecurityError::Build(e.to_string()))
+    }
+
+    /// A rustls client configuration offering `alpn`; `None` when TLS is off.
+    fn rustls_client_config(
+        &self,
+        alpn: &[u8],
+    ) -> Result<Option<rustls::ClientConfig>, SecurityError> {
+        self.tls
+            .as_ref()
+            .map(|tls| rustls_client_config(tls, alpn))
+            .transpose()
     }
 
     /// The status API's TLS: our certificate, and a client certificate signed by the CA
@@ -306,7 +322,7 @@ impl Security {
     }
 }
 
-fn rustls_client_config(tls: &Tls) -> Result<rustls::ClientConfig, SecurityError> {
+fn rustls_client_config(tls: &Tls, alpn: &[u8]) -> Result<rustls::ClientConfig, SecurityError> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| SecurityError::Build(e.to_string()))?
@@ -317,7 +333,7 @@ fn rustls_client_config(tls: &Tls) -> Result<rustls::ClientConfig, SecurityError
             .map_err(|e| SecurityError::Build(e.to_string()))?,
         None => builder.with_no_client_auth(),
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     Ok(config)
 }
 

@@ -20,6 +20,7 @@ use rcdc_state::{CaptureId, PatchError, PatchOutcome};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod certs;
 pub mod procs;
 
 #[allow(unused_imports)] // not every test binary polls
