@@ -1,10 +1,12 @@
 //! `cdc server`: one capture process wired from its configuration.
 //!
 //! Startup order (facts §4.1): the binary validates the configuration and sets up logging
-//! and the timezone; then here the status HTTP listener is bound (a taken port is a clear
-//! error at once), the etcd client connects with backoff (a dead etcd is waited for, never a
-//! crash), and the capture loop starts with the real owner and processor runtimes, the API
-//! serving beside it. SIGINT/SIGTERM take the graceful path (drain, resign, leave).
+//! and the timezone (and has read the TLS files); then here the status HTTP listener is bound
+//! (a taken port is a clear error at once), with TLS each etcd endpoint gets a handshake (a
+//! certificate problem is a clear error at once, naming the endpoint), the etcd client
+//! connects with backoff (a dead etcd is waited for, never a crash), and the capture loop
+//! starts with the real owner and processor runtimes, the API serving beside it (HTTPS with
+//! TLS). SIGINT/SIGTERM take the graceful path (drain, resign, leave).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -319,7 +319,14 @@ async fn the_api_refuses_every_client_without_an_allowed_certificate() {
     })
     .await;
 
-    // The client's error names the endpoint and why, as the CLI and forwarding print it.
+    handshakes_are_refused(&c, port).await;
+    disallowed_cns_get_403(&c, port).await;
+}
+
+/// No client certificate, another CA's, an expired one: each fails the TLS handshake, and the
+/// client's error names the endpoint and why, as the CLI and forwarding print it.
+async fn handshakes_are_refused(c: &TlsCluster, port: u16) {
+    let status = format!("https://127.0.0.1:{port}/api/v1/status");
     let stranger = TestPki::new("another CA");
     let address = format!("127.0.0.1:{port}");
     let refused = [
@@ -376,7 +383,12 @@ async fn the_api_refuses_every_client_without_an_allowed_certificate() {
         .send()
         .await;
     assert!(answer.is_err(), "plain HTTP is not served: {answer:?}");
+}
 
+/// A CA-signed certificate whose CN is not in `cert-allowed-cn`: 403 naming the CN on every
+/// route, fallbacks included, and from the CLI; without a certificate the CLI is refused by
+/// etcd first.
+async fn disallowed_cns_get_403(c: &TlsCluster, port: u16) {
     let intruder_pair = c.pki.issue("intruder", "intruder");
     let intruder = c.client(Some(&intruder_pair));
     let routes = [
