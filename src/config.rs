@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use crate::api::views::TimeZone;
 use crate::pipeline::table::TablePipelineConfig;
+use crate::security::{Role, SecurityConfig};
 
 /// The upstream of `cdc server` without `--upstream` (and without a PD behind `--pd`).
 pub const DEFAULT_UPSTREAM: &str = "demo://";
@@ -65,16 +66,16 @@ pub struct ServerFlags {
     /// Record each owner incarnation into this directory (for `cdc replay`).
     #[arg(long)]
     pub record: Option<PathBuf>,
-    /// TLS CA (accepted; TLS to etcd is not supported yet).
+    /// CA certificate (PEM): turns TLS on for etcd, the API and forwarding.
     #[arg(long)]
     pub ca: Option<String>,
-    /// TLS certificate (accepted; see --ca).
+    /// This capture's certificate (PEM), for the API and as etcd client; needs --ca.
     #[arg(long)]
     pub cert: Option<String>,
-    /// TLS key (accepted; see --ca).
+    /// The key of --cert (PEM).
     #[arg(long)]
     pub key: Option<String>,
-    /// Allowed client certificate CNs (accepted; see --ca).
+    /// Client certificate CNs the API accepts, comma-separated (default: any the CA signed).
     #[arg(long)]
     pub cert_allowed_cn: Option<String>,
 }
@@ -115,6 +116,8 @@ pub struct ServerConfig {
     pub upstream: Option<String>,
     /// Recording directory.
     pub record_dir: Option<PathBuf>,
+    /// `[security]` / `--ca --cert --key --cert-allowed-cn` (files not read yet).
+    pub security: SecurityConfig,
     /// Notes for the log (values reset to defaults).
     pub warnings: Vec<String>,
 }
@@ -138,6 +141,7 @@ impl Default for ServerConfig {
             cluster_prefix: "/tidb/cdc".into(),
             upstream: None,
             record_dir: None,
+            security: SecurityConfig::default(),
             warnings: vec![],
         }
     }
@@ -162,6 +166,9 @@ pub enum ConfigError {
         /// What is wrong (toml names the line, column and key).
         error: String,
     },
+    /// The TLS settings do not go together.
+    #[error("{0}")]
+    Security(String),
     /// A value is out of range or malformed.
     #[error("invalid {key} {value:?}: {reason}")]
     Invalid {
@@ -440,11 +447,66 @@ pub fn resolve_with(
             return Err(invalid("kv-client.region-scan-limit", 0, "must be > 0"));
         }
     }
-    validate(&mut c, &f, flags)?;
+    c.security = security(flags, f.security.as_ref());
+    validate(&mut c)?;
     Ok(c)
 }
 
-fn validate(c: &mut ServerConfig, f: &FileConfig, flags: &ServerFlags) -> Result<(), ConfigError> {
+/// `--ca --cert --key --cert-allowed-cn` over `[security]`; an empty value is unset, as in
+/// TiCDC's file where every key is present and empty.
+fn security(flags: &ServerFlags, file: Option<&SecuritySection>) -> SecurityConfig {
+    let path = |flag: &Option<String>, key: Option<&String>| {
+        flag.as_ref()
+            .or(key)
+            .filter(|p| !p.trim().is_empty())
+            .map(PathBuf::from)
+    };
+    let allowed = match &flags.cert_allowed_cn {
+        Some(list) => list.split(',').map(|cn| cn.trim().to_owned()).collect(),
+        None => file
+            .and_then(|s| s.cert_allowed_cn.clone())
+            .unwrap_or_default(),
+    };
+    SecurityConfig {
+        ca_path: path(&flags.ca, file.and_then(|s| s.ca_path.as_ref())),
+        cert_path: path(&flags.cert, file.and_then(|s| s.cert_path.as_ref())),
+        key_path: path(&flags.key, file.and_then(|s| s.key_path.as_ref())),
+        cert_allowed_cn: allowed.into_iter().filter(|cn| !cn.is_empty()).collect(),
+    }
+}
+
+/// The `--pd` endpoints' scheme must match TLS use (facts §7.3): https with a CA, http
+/// without. Shared with `cdc cli`.
+pub fn check_endpoint_schemes(endpoints: &[String], tls: bool) -> Result<(), ConfigError> {
+    for ep in endpoints {
+        let url =
+            url::Url::parse(ep).map_err(|e| invalid("--pd", ep, format!("not a URL ({e})")))?;
+        match (url.scheme(), tls) {
+            ("https", false) => {
+                return Err(invalid(
+                    "--pd",
+                    ep,
+                    "https needs a CA (--ca or [security] ca-path)",
+                ))
+            }
+            ("http", true) => {
+                return Err(invalid(
+                    "--pd",
+                    ep,
+                    "with TLS on (--ca or [security] ca-path) the endpoints must be https://",
+                ))
+            }
+            ("http" | "https", _) => {}
+            _ => return Err(invalid("--pd", ep, "the scheme must be http or https")),
+        }
+        if url.host_str().is_none() || url.port_or_known_default().is_none() {
+            return Err(invalid("--pd", ep, "must name a host and port"));
+        }
+    }
+    Ok(())
+}
+
+fn validate(c: &mut ServerConfig) -> Result<(), ConfigError> {
     if c.addr.trim().is_empty() {
         return Err(invalid("addr", &c.addr, "must not be empty"));
     }
@@ -485,35 +547,10 @@ fn validate(c: &mut ServerConfig, f: &FileConfig, flags: &ServerFlags) -> Result
         return Err(invalid("log-format", &c.log_format, "use text or json"));
     }
     timezone(&c.tz)?;
-    let https = |u: &str| u.starts_with("https://");
-    let tls = flags.ca.is_some()
-        || f.security
-            .as_ref()
-            .is_some_and(|s| s.ca_path.as_deref().is_some_and(|p| !p.is_empty()));
-    for ep in &c.pd {
-        let url =
-            url::Url::parse(ep).map_err(|e| invalid("--pd", ep, format!("not a URL ({e})")))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(invalid("--pd", ep, "the scheme must be http or https"));
-        }
-        if url.host_str().is_none() || url.port_or_known_default().is_none() {
-            return Err(invalid("--pd", ep, "must name a host and port"));
-        }
-        if https(ep) && !tls {
-            return Err(invalid(
-                "--pd",
-                ep,
-                "https needs a CA (--ca or [security] ca-path)",
-            ));
-        }
-        if tls {
-            return Err(invalid(
-                "--ca",
-                flags.ca.clone().unwrap_or_default(),
-                "TLS to etcd is not supported yet; use http endpoints",
-            ));
-        }
-    }
+    c.security
+        .check(Role::Server)
+        .map_err(|e| ConfigError::Security(e.to_string()))?;
+    check_endpoint_schemes(&c.pd, c.security.is_tls())?;
     if !c.cluster_prefix.starts_with('/')
         || c.cluster_prefix.ends_with('/')
         || c.cluster_prefix.len() < 2
@@ -569,6 +606,11 @@ impl ServerConfig {
     /// The `GET /config` answer: TiCDC's JSON keys, durations in nanoseconds like Go's.
     pub fn to_json(&self) -> serde_json::Value {
         let ns = |d: Duration| d.as_nanos() as u64;
+        let path = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        };
         serde_json::json!({
             "addr": self.addr,
             "advertise-addr": self.advertise_addr,
@@ -585,6 +627,12 @@ impl ServerConfig {
             "upstream": crate::sink::mask_uri(self.upstream.as_deref().unwrap_or(DEFAULT_UPSTREAM)),
             "log-format": self.log_format,
             "record-dir": self.record_dir.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            "security": {
+                "ca-path": path(&self.security.ca_path),
+                "cert-path": path(&self.security.cert_path),
+                "key-path": path(&self.security.key_path),
+                "cert-allowed-cn": self.security.cert_allowed_cn,
+            },
         })
     }
 }

@@ -16,6 +16,7 @@ pub mod owner;
 pub mod pipeline;
 pub mod processor;
 pub mod record;
+pub mod security;
 pub mod server;
 pub mod sink;
 pub mod upstream;

@@ -50,6 +50,7 @@ pub(crate) fn endpoints(pd: &str) -> Vec<String> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    rcdc::security::install_crypto_provider();
     let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
     match cli.command {
         Command::Version => {
@@ -81,6 +82,11 @@ async fn server(flags: ServerFlags) -> anyhow::Result<()> {
         tracing::warn!("{w}");
     }
     let tz = rcdc::config::timezone(&resolved.tz)?;
+    // Read and check the certificate files now: a bad one names its file and exits.
+    let security = resolved
+        .security
+        .load(rcdc::security::Role::Server)
+        .map_err(|e| anyhow!("{e}"))?;
     let config = ServerConfig {
         endpoints: resolved.pd.clone(),
         addr: resolved.addr.clone(),
@@ -110,6 +116,7 @@ async fn server(flags: ServerFlags) -> anyhow::Result<()> {
                 .collect(),
             ..Default::default()
         }),
+        security,
     };
     let (tx, rx) = tokio::sync::watch::channel(false);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -1,10 +1,12 @@
 //! `cdc server`: one capture process wired from its configuration.
 //!
 //! Startup order (facts §4.1): the binary validates the configuration and sets up logging
-//! and the timezone; then here the status HTTP listener is bound (a taken port is a clear
-//! error at once), the etcd client connects with backoff (a dead etcd is waited for, never a
-//! crash), and the capture loop starts with the real owner and processor runtimes, the API
-//! serving beside it. SIGINT/SIGTERM take the graceful path (drain, resign, leave).
+//! and the timezone (and has read the TLS files); then here the status HTTP listener is bound
+//! (a taken port is a clear error at once), with TLS each etcd endpoint gets a handshake (a
+//! certificate problem is a clear error at once, naming the endpoint), the etcd client
+//! connects with backoff (a dead etcd is waited for, never a crash), and the capture loop
+//! starts with the real owner and processor runtimes, the API serving beside it (HTTPS with
+//! TLS). SIGINT/SIGTERM take the graceful path (drain, resign, leave).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +28,7 @@ use crate::owner::tick::OwnerConfig;
 use crate::pipeline::executor::{DataPlaneError, DataPlaneRuntime, DataPlaneRuntimeConfig};
 use crate::pipeline::table::TablePipelineConfig;
 use crate::processor::ProcessorConfig;
+use crate::security::{EndpointError, Security, SecurityError};
 
 /// What `cdc server` runs with (resolved from flags and the config file by the binary).
 #[derive(Clone)]
@@ -59,6 +62,8 @@ pub struct ServerConfig {
     pub set_log_level: LogLevelSetter,
     /// The recording switch (`--record DIR` turns it on at start; the API flips it).
     pub recording: Arc<crate::record::RecordingControl>,
+    /// TLS for etcd, the API and forwarding (`[security]`, `--ca --cert --key`).
+    pub security: Security,
 }
 
 /// Why the server could not run.
@@ -78,7 +83,16 @@ pub enum ServerError {
     /// The PD behind `--pd` cannot be used.
     #[error(transparent)]
     Pd(#[from] pd_start::PdStartError),
+    /// The TLS settings cannot serve HTTPS.
+    #[error(transparent)]
+    Security(#[from] SecurityError),
+    /// An etcd endpoint refused our TLS, or we refused its certificate.
+    #[error(transparent)]
+    EtcdTls(#[from] EndpointError),
 }
+
+/// How long the start-up TLS probe waits for each etcd endpoint.
+const TLS_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs one capture until `shutdown` becomes true.
 pub async fn serve(
@@ -91,19 +105,22 @@ pub async fn serve(
             addr: config.addr.clone(),
             source,
         })?;
-    tracing::info!(addr = %config.addr, "status server listening");
+    let tls = config.security.server_config()?;
+    tracing::info!(addr = %config.addr, scheme = config.security.scheme(), "status server listening");
+    // A certificate problem is a configuration error, not an outage to wait out.
+    crate::security::probe_etcd(&config.endpoints, &config.security, TLS_PROBE_TIMEOUT).await?;
     // Table pipelines get threads of their own, apart from the session keep-alive, the etcd
     // workers and the API on this runtime (see `pipeline::executor`).
     let data_plane = DataPlaneRuntime::start(DataPlaneRuntimeConfig::default())?;
-    let Some(store) = connect(&config.endpoints, &mut shutdown).await else {
+    let Some(store) = connect(&config.endpoints, &config.security, &mut shutdown).await else {
         return Ok(()); // shut down while waiting for etcd
     };
     let clock = Arc::new(SystemClock);
     // PD, when the endpoints are one, is the cluster's time and GC (facts §4.1).
     let pd = pd_start::detect(
         &config.endpoints,
-        None,
-        &reqwest::Client::new(),
+        config.security.client_tls_config(),
+        &config.security.http_client(Duration::from_secs(10))?,
         &mut shutdown,
     )
     .await?;
@@ -150,15 +167,15 @@ pub async fn serve(
         clock,
         // Longer than the owner's own confirmation deadline, so a forwarded request gets the
         // owner's answer (`ErrOwnerUnconfirmed` included) rather than a forwarding timeout.
-        http: reqwest::Client::builder()
-            .timeout(crate::owner::runtime::REQUEST_TIMEOUT + Duration::from_secs(10))
-            .build()
-            .unwrap_or_default(),
+        http: config
+            .security
+            .http_client(crate::owner::runtime::REQUEST_TIMEOUT + Duration::from_secs(10))?,
+        security: config.security.clone(),
     };
     // The API stops only after the capture has drained and left, so operators can watch
     // the drain through it.
     let (api_stop_tx, api_stop_rx) = watch::channel(false);
-    let api_task = tokio::spawn(crate::api::serve(listener, api, api_stop_rx));
+    let api_task = tokio::spawn(crate::api::serve(listener, api, tls, api_stop_rx));
     run(store, capture, Arc::new(roles), shutdown, status_tx).await;
     let _ = api_stop_tx.send(true);
     match api_task.await {
@@ -209,10 +226,18 @@ fn cluster_roles(
 }
 
 /// Connects to etcd, retrying with backoff until it answers or shutdown is requested.
-async fn connect(endpoints: &[String], shutdown: &mut watch::Receiver<bool>) -> Option<EtcdStore> {
+async fn connect(
+    endpoints: &[String],
+    security: &Security,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<EtcdStore> {
+    let config = EtcdStoreConfig {
+        tls: security.client_tls_config(),
+        ..EtcdStoreConfig::default()
+    };
     let mut backoff = Duration::from_millis(200);
     loop {
-        match EtcdStore::connect(endpoints, EtcdStoreConfig::default()).await {
+        match EtcdStore::connect(endpoints, config.clone()).await {
             Ok(s) => return Some(s),
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "etcd is not reachable yet")

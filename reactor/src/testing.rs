@@ -24,6 +24,39 @@ pub struct EtcdHarness {
     client_port: u16,
     peer_port: u16,
     child: Option<Child>,
+    tls: Option<EtcdTls>,
+}
+
+/// PEM files for an etcd that serves clients over TLS and requires a client certificate
+/// (`--cert-file --key-file --trusted-ca-file --client-cert-auth`). The test makes them; the
+/// harness's own client (readiness probe, [`EtcdHarness::store`]) uses `client_cert`.
+#[derive(Clone, Debug)]
+pub struct EtcdTls {
+    /// The CA that signed both the server's and the clients' certificates.
+    pub ca: PathBuf,
+    /// etcd's certificate (valid for 127.0.0.1).
+    pub server_cert: PathBuf,
+    /// etcd's key.
+    pub server_key: PathBuf,
+    /// A client certificate the CA signed.
+    pub client_cert: PathBuf,
+    /// Its key.
+    pub client_key: PathBuf,
+}
+
+impl EtcdTls {
+    /// The client side: trust `ca`, present `client_cert`.
+    fn client_options(&self) -> etcd_client::TlsOptions {
+        let read = |p: &PathBuf| {
+            std::fs::read(p).unwrap_or_else(|e| panic!("test TLS file {}: {e}", p.display()))
+        };
+        etcd_client::TlsOptions::new()
+            .ca_certificate(etcd_client::Certificate::from_pem(read(&self.ca)))
+            .identity(etcd_client::Identity::from_pem(
+                read(&self.client_cert),
+                read(&self.client_key),
+            ))
+    }
 }
 
 /// Two distinct free loopback ports: both listeners are held until both are known.
@@ -52,6 +85,16 @@ impl EtcdHarness {
     /// Starts `etcd` from `PATH` in a fresh data directory on free loopback ports and waits
     /// (up to 15 s) until it answers a read. Panics if `etcd` is missing or does not come up.
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// Like [`start`](Self::start), but etcd serves `https://` and accepts only clients with a
+    /// certificate signed by `tls.ca`.
+    pub async fn start_tls(tls: EtcdTls) -> Self {
+        Self::start_with(Some(tls)).await
+    }
+
+    async fn start_with(tls: Option<EtcdTls>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("rcdc-etcd-")
             .tempdir()
@@ -62,15 +105,17 @@ impl EtcdHarness {
             client_port,
             peer_port,
             child: None,
+            tls,
         };
         h.spawn();
         h.wait_ready().await;
         h
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>`, or `https://` when started with [`start_tls`](Self::start_tls).
     pub fn client_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     /// The client endpoints, for [`EtcdStore::connect`].
@@ -89,6 +134,7 @@ impl EtcdHarness {
         let config = EtcdStoreConfig {
             dial_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(3),
+            tls: self.tls.as_ref().map(EtcdTls::client_options),
         };
         EtcdStore::connect(&self.endpoints(), config)
             .await
@@ -133,7 +179,15 @@ impl EtcdHarness {
             .unwrap_or_else(|e| panic!("etcd log file: {e}"));
         let client = self.client_url();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let child = Command::new("etcd")
+        let mut command = Command::new("etcd");
+        if let Some(tls) = &self.tls {
+            command
+                .arg(format!("--cert-file={}", tls.server_cert.display()))
+                .arg(format!("--key-file={}", tls.server_key.display()))
+                .arg(format!("--trusted-ca-file={}", tls.ca.display()))
+                .arg("--client-cert-auth");
+        }
+        let child = command
             .arg("--name=rcdc-test")
             .arg(format!(
                 "--data-dir={}",
@@ -165,6 +219,7 @@ impl EtcdHarness {
         let config = EtcdStoreConfig {
             dial_timeout: Duration::from_millis(500),
             request_timeout: Duration::from_millis(500),
+            tls: self.tls.as_ref().map(EtcdTls::client_options),
         };
         loop {
             if let Some(child) = self.child.as_mut() {

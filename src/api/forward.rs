@@ -69,18 +69,22 @@ where
         .unwrap_or_default();
     let mut out = ctx
         .http
-        .request(req.method, format!("http://{address}{path}"))
+        .request(req.method, ctx.security.api_url(&address, &path))
         .header(FORWARDED_FROM, me)
         .body(req.body);
     if let Some(ct) = req.headers.get(axum::http::header::CONTENT_TYPE) {
         out = out.header(axum::http::header::CONTENT_TYPE, ct);
     }
-    let answer = out.send().await.map_err(|e| {
-        ApiError::internal(
-            "CDC:ErrReachOwner",
-            format!("forwarding to the owner at {address}: {e}"),
-        )
-    })?;
+    let answer = match out.send().await {
+        Ok(answer) => answer,
+        Err(e) => {
+            let why = match crate::security::api_tls_failure(&ctx.security, &address, &e).await {
+                Some(tls) => tls.to_string(),
+                None => format!("forwarding to the owner at {address}: {e}"),
+            };
+            return Err(ApiError::internal("CDC:ErrReachOwner", why));
+        }
+    };
     let status = answer.status();
     let content_type = answer.headers().get(reqwest::header::CONTENT_TYPE).cloned();
     let body = answer.bytes().await.map_err(|e| {

@@ -7,6 +7,12 @@
 //! owner's advertised address. Every failure is a JSON `{"error_msg","error_code"}`; nothing
 //! a client sends can panic the process (axum catches nothing for us, so handlers never
 //! unwrap client input).
+//!
+//! With TLS on ([`crate::security`]) the API is served over HTTPS only: a client without a
+//! certificate the CA signed fails the handshake, and one whose certificate's CN is not in
+//! `cert-allowed-cn` gets 403 on every route (a layer over the whole router, fallbacks
+//! included). Without TLS the API has no authentication at all, like TiCDC v5's: it is for a
+//! trusted network.
 
 mod changefeeds;
 mod cluster;
@@ -17,7 +23,9 @@ pub mod views;
 
 use std::sync::Arc;
 
-use axum::extract::{OriginalUri, State};
+use axum::extract::{ConnectInfo, OriginalUri, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
 use rcdc_reactor::Clock;
@@ -28,6 +36,8 @@ use crate::capture::roles::OwnerSlot;
 use crate::capture::run::CaptureStatus;
 use crate::meta::Meta;
 use crate::owner::runtime::OwnerHandle;
+use crate::security::https::{ClientPeer, TlsListener};
+use crate::security::Security;
 use error::ApiError;
 use views::TimeZone;
 
@@ -56,8 +66,10 @@ pub struct ApiContext {
     pub set_log_level: LogLevelSetter,
     /// The clock (creating a changefeed at "now").
     pub clock: Arc<dyn Clock>,
-    /// For forwarding to the owner.
+    /// For forwarding to the owner (HTTPS with this capture's certificate when TLS is on).
     pub http: reqwest::Client,
+    /// TLS settings: the scheme of the owner's URL when forwarding.
+    pub security: Security,
     /// This capture's recording switch (`/debug/recording`).
     pub recording: Arc<crate::record::RecordingControl>,
     /// Protects a new changefeed's start-ts in its upstream (the capture's data plane).
@@ -143,17 +155,68 @@ async fn method_not_allowed(
     }
 }
 
-/// Serves the API on `listener` until `shutdown` becomes true.
+/// Serves the API on `listener` until `shutdown` becomes true: over HTTPS with `tls`
+/// ([`Security::server_config`]), else plain HTTP.
 pub async fn serve(
     listener: TcpListener,
     ctx: ApiContext,
+    tls: Option<Arc<rustls::ServerConfig>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(ctx))
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        })
-        .await
+    let stop = async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+    };
+    let Some(tls) = tls else {
+        return axum::serve(listener, router(ctx))
+            .with_graceful_shutdown(stop)
+            .await;
+    };
+    let gate = CertificateGate {
+        security: ctx.security.clone(),
+        address: listener.local_addr()?,
+    };
+    let app = router(ctx).layer(axum::middleware::from_fn_with_state(
+        gate,
+        allowed_clients_only,
+    ));
+    axum::serve(
+        TlsListener::new(listener, tls)?,
+        app.into_make_service_with_connect_info::<ClientPeer>(),
+    )
+    .with_graceful_shutdown(stop)
+    .await
+}
+
+/// What the `cert-allowed-cn` check needs.
+#[derive(Clone)]
+struct CertificateGate {
+    security: Security,
+    address: std::net::SocketAddr,
+}
+
+/// 403 unless the connection's client certificate has an allowed CN. A refusal at the HTTP
+/// level rather than in the handshake, so the client reads why (a failed handshake only says
+/// "bad certificate"); the TLS handshake already refused every certificate the CA did not sign.
+async fn allowed_clients_only(
+    State(gate): State<CertificateGate>,
+    ConnectInfo(peer): ConnectInfo<ClientPeer>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if gate.security.allows(&peer.common_names) {
+        return next.run(request).await;
+    }
+    tracing::info!(client = %peer.addr, cn = ?peer.common_names, "API client refused: CN not in cert-allowed-cn");
+    ApiError {
+        status: axum::http::StatusCode::FORBIDDEN,
+        code: "CDC:ErrCertificateNotAllowed",
+        message: format!(
+            "the cdc API at {} refuses the client certificate with CN {:?}: not in cert-allowed-cn",
+            gate.address,
+            peer.common_names.join(",")
+        ),
+    }
+    .into_response()
 }
 
 pub use cluster::mask_sink_uris;

@@ -11,6 +11,7 @@ use rcdc::api::views::{changefeed_list, StateFilter, TimeZone};
 use rcdc::meta::{replica_config_from_toml, ChangefeedUpdate, Meta, NewChangefeed};
 use rcdc::reactor::store::etcd::{EtcdStore, EtcdStoreConfig};
 use rcdc::reactor::Clock;
+use rcdc::security::{Role, Security, SecurityConfig};
 use rcdc::state::{CaptureId, ChangefeedId, KeyLayout};
 use serde_json::{json, Value};
 
@@ -29,6 +30,15 @@ pub struct CliArgs {
     /// Log level of the CLI itself (accepted for TiCDC compatibility).
     #[arg(long, default_value = "warn", global = true)]
     log_level: String,
+    /// CA certificate (PEM): TLS to etcd (https:// endpoints) and to the captures' API.
+    #[arg(long, global = true)]
+    ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) presented to etcd and the API; needs --ca and --key.
+    #[arg(long, global = true)]
+    cert: Option<std::path::PathBuf>,
+    /// The key of --cert (PEM).
+    #[arg(long, global = true)]
+    key: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: CliCommand,
 }
@@ -178,17 +188,38 @@ fn read_config(
         .map_err(|e| anyhow!("{}: {e}", p.display()))
 }
 
+/// How long the TLS probe waits for each etcd endpoint.
+const TLS_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Runs one `cdc cli` command.
 pub async fn run(args: CliArgs) -> anyhow::Result<()> {
     rcdc::logging::parse_level(&args.log_level).map_err(|e| anyhow!(e))?;
     let endpoints = super::endpoints(&args.pd);
-    let store = EtcdStore::connect(&endpoints, EtcdStoreConfig::default())
+    let security = SecurityConfig {
+        ca_path: args.ca.clone(),
+        cert_path: args.cert.clone(),
+        key_path: args.key.clone(),
+        cert_allowed_cn: vec![],
+    }
+    .load(Role::Client)?;
+    rcdc::config::check_endpoint_schemes(&endpoints, security.is_tls())?;
+    // Without it a certificate problem would surface as "etcd unavailable" after a timeout.
+    rcdc::security::probe_etcd(&endpoints, &security, TLS_PROBE_TIMEOUT).await?;
+    let config = EtcdStoreConfig {
+        tls: security.client_tls_config(),
+        ..EtcdStoreConfig::default()
+    };
+    let store = EtcdStore::connect(&endpoints, config)
         .await
         .map_err(|e| anyhow!("{e}"))?;
     let meta = Meta::new(Arc::new(store), KeyLayout::new(&args.cluster_prefix));
     let tz = TimeZone::Local;
+    let api = Api {
+        server: args.server.as_deref(),
+        security: &security,
+    };
     match args.command {
-        CliCommand::Changefeed(cmd) => changefeed(&meta, args.server.as_deref(), tz, cmd).await,
+        CliCommand::Changefeed(cmd) => changefeed(&meta, api, tz, cmd).await,
         CliCommand::Capture(CaptureCommand::List) => {
             let state = meta.load().await?;
             let owner = meta.owner().await?;
@@ -234,9 +265,17 @@ pub async fn run(args: CliArgs) -> anyhow::Result<()> {
     }
 }
 
+/// Where and how owner actions reach a capture's API.
+#[derive(Clone, Copy)]
+struct Api<'a> {
+    /// `--server`, else the owner found in etcd.
+    server: Option<&'a str>,
+    security: &'a Security,
+}
+
 async fn changefeed(
     meta: &Meta,
-    server: Option<&str>,
+    api: Api<'_>,
     tz: TimeZone,
     cmd: ChangefeedCommand,
 ) -> anyhow::Result<()> {
@@ -267,7 +306,7 @@ async fn changefeed(
             let now = clock.now_ms();
             // The start-ts is checked against the changefeed's upstream as the captures see
             // it: its --upstream, else the cluster's default upstream.
-            let default_upstream = cluster_default_upstream(meta, server).await;
+            let default_upstream = cluster_default_upstream(meta, &api).await;
             let guard = rcdc::data_plane::DataPlane::new(default_upstream, clock);
             let (id, info) = meta.create_changefeed(new, now, &guard).await?;
             let mut shown = serde_json::to_value(&info)?;
@@ -348,25 +387,23 @@ async fn changefeed(
                 &json!({ "info": info, "status": cf.status, "count": count, "task-status": tasks }),
             )
         }
-        ChangefeedCommand::Pause { id } => owner_action(meta, server, &id, "pause").await,
+        ChangefeedCommand::Pause { id } => owner_action(meta, api, &id, "pause").await,
         ChangefeedCommand::Resume { id, no_confirm: _ } => {
-            owner_action(meta, server, &id, "resume").await
+            owner_action(meta, api, &id, "resume").await
         }
-        ChangefeedCommand::Remove { id, force: _ } => {
-            owner_action(meta, server, &id, "remove").await
-        }
+        ChangefeedCommand::Remove { id, force: _ } => owner_action(meta, api, &id, "remove").await,
     }
 }
 
 /// The cluster's default upstream URI, from the owner's (or `--server`'s) `GET /config`.
 /// With no capture answering it is `cdc server`'s built-in default, `demo://`.
-async fn cluster_default_upstream(meta: &Meta, server: Option<&str>) -> String {
+async fn cluster_default_upstream(meta: &Meta, api: &Api<'_>) -> String {
     let fetch = async {
-        let address = capture_address(meta, server).await?;
-        let config: Value = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(10))
-            .build()?
-            .get(format!("http://{address}/config"))
+        let address = capture_address(meta, api.server).await?;
+        let config: Value = api
+            .security
+            .http_client(std::time::Duration::from_secs(10))?
+            .get(api.security.api_url(&address, "/config"))
             .send()
             .await?
             .json()
@@ -382,14 +419,9 @@ async fn cluster_default_upstream(meta: &Meta, server: Option<&str>) -> String {
 }
 
 /// Sends pause/resume/remove to the owner's API (or `--server`, which forwards).
-async fn owner_action(
-    meta: &Meta,
-    server: Option<&str>,
-    id: &str,
-    action: &str,
-) -> anyhow::Result<()> {
-    let address = capture_address(meta, server).await?;
-    owner_request(&address, id, action).await
+async fn owner_action(meta: &Meta, api: Api<'_>, id: &str, action: &str) -> anyhow::Result<()> {
+    let address = capture_address(meta, api.server).await?;
+    owner_request(api.security, &address, id, action).await
 }
 
 /// `--server`'s address, else the owner's.
@@ -397,6 +429,7 @@ async fn capture_address(meta: &Meta, server: Option<&str>) -> anyhow::Result<St
     Ok(match server {
         Some(s) => s
             .trim_start_matches("http://")
+            .trim_start_matches("https://")
             .trim_end_matches('/')
             .to_owned(),
         None => {
@@ -415,20 +448,27 @@ async fn capture_address(meta: &Meta, server: Option<&str>) -> anyhow::Result<St
 }
 
 /// Sends one owner action to the capture at `address` and reports its answer.
-async fn owner_request(address: &str, id: &str, action: &str) -> anyhow::Result<()> {
+async fn owner_request(
+    security: &Security,
+    address: &str,
+    id: &str,
+    action: &str,
+) -> anyhow::Result<()> {
     // Past the owner's confirmation deadline and a forward's, so the CLI prints their answer.
-    let http = reqwest::Client::builder()
-        .timeout(rcdc::owner::runtime::REQUEST_TIMEOUT + std::time::Duration::from_secs(20))
-        .build()?;
-    let base = format!("http://{address}/api/v1/changefeeds/{id}");
+    let http = security
+        .http_client(rcdc::owner::runtime::REQUEST_TIMEOUT + std::time::Duration::from_secs(20))?;
+    let base = security.api_url(address, &format!("/api/v1/changefeeds/{id}"));
     let request = match action {
         "remove" => http.delete(base),
         other => http.post(format!("{base}/{other}")),
     };
-    let answer = request
-        .send()
-        .await
-        .with_context(|| format!("reaching the capture at {address}"))?;
+    let answer = match request.send().await {
+        Ok(answer) => answer,
+        Err(e) => match rcdc::security::api_tls_failure(security, address, &e).await {
+            Some(tls) => return Err(tls.into()),
+            None => return Err(e).with_context(|| format!("reaching the capture at {address}")),
+        },
+    };
     if answer.status().is_success() {
         return Ok(());
     }

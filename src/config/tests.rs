@@ -328,3 +328,67 @@ fn the_config_route_answers_ticdc_keys_with_go_durations() {
     assert_eq!(j["gc-ttl"], 86_400);
     assert!(!j.to_string().contains("secret"), "{j}");
 }
+
+/// Issue #12 item 5: TiCDC's `[security]` keys and `--ca --cert --key --cert-allowed-cn`.
+#[test]
+fn security_comes_from_the_file_and_flags_and_must_match_the_endpoints() {
+    fn with(f: impl FnOnce(&mut ServerFlags)) -> ServerFlags {
+        let mut flags = ServerFlags::default();
+        f(&mut flags);
+        flags
+    }
+    let text = "[security]\nca-path = '/f/ca.pem'\ncert-path = '/f/c.pem'\nkey-path = '/f/k.pem'\n\
+                cert-allowed-cn = ['ops']";
+    let https = |f: &mut ServerFlags| f.pd = Some("https://127.0.0.1:2379".into());
+    let c = resolve_with(&with(https), Some((Path::new("/etc/cdc.toml"), text))).unwrap();
+    assert_eq!(c.security.ca_path.as_deref(), Some(Path::new("/f/ca.pem")));
+    assert_eq!(c.security.cert_allowed_cn, ["ops"]);
+    let j = c.to_json();
+    assert_eq!(j["security"]["cert-path"], "/f/c.pem");
+    assert_eq!(j["security"]["cert-allowed-cn"], serde_json::json!(["ops"]));
+
+    let flags = with(|f| {
+        https(f);
+        f.ca = Some("/x/ca.pem".into());
+        f.cert_allowed_cn = Some("a, b".into());
+    });
+    let c = resolve_with(&flags, Some((Path::new("/etc/cdc.toml"), text))).unwrap();
+    assert_eq!(c.security.ca_path.as_deref(), Some(Path::new("/x/ca.pem")));
+    assert_eq!(c.security.key_path.as_deref(), Some(Path::new("/f/k.pem")));
+    assert_eq!(c.security.cert_allowed_cn, ["a", "b"]);
+
+    // TiCDC's file lists every key, empty: TLS stays off.
+    let c = file("[security]\nca-path = ''\ncert-path = ''\nkey-path = ''\ncert-allowed-cn = []");
+    assert!(!c.unwrap().security.is_tls());
+
+    let cases = [
+        (
+            with(|f| f.ca = Some("/x/ca.pem".into())),
+            None,
+            "also needs --cert and --key",
+        ),
+        (
+            with(|f| {
+                https(f);
+                f.ca = Some("/x/ca.pem".into());
+                f.cert = Some("/x/c.pem".into());
+            }),
+            None,
+            "--cert and --key (cert-path, key-path) go together",
+        ),
+        (
+            Default::default(),
+            Some(text),
+            "the endpoints must be https://",
+        ),
+        (
+            with(|f| f.cert_allowed_cn = Some("a".into())),
+            None,
+            "need --ca",
+        ),
+    ];
+    for (flags, text, want) in cases {
+        let e = err(flags, text);
+        assert!(e.contains(want), "{e:?} should contain {want:?}");
+    }
+}

@@ -27,6 +27,7 @@ fn with_pipelines(
         config_json: serde_json::Value::Null,
         set_log_level: Arc::new(|_| Ok(())),
         recording: crate::record::RecordingControl::new(Default::default()),
+        security: Security::plain(),
     }
 }
 

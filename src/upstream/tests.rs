@@ -59,7 +59,10 @@ fn errors_name_the_culprit() {
         ),
         (
             "pd://127.0.0.1:2379",
-            &["pd://127.0.0.1:2379", "other than the cluster behind cdc server --pd"],
+            &[
+                "pd://127.0.0.1:2379",
+                "other than the cluster behind cdc server --pd",
+            ],
         ),
         ("tikv://127.0.0.1:2379", &["'tikv'"]),
         ("no-scheme", &["missing scheme"]),

@@ -20,6 +20,7 @@ use rcdc_state::{CaptureId, PatchError, PatchOutcome};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod certs;
 pub mod procs;
 
 #[allow(unused_imports)] // not every test binary polls
@@ -374,6 +375,7 @@ pub fn start_with_clock<R: rcdc::capture::run::Roles>(
         let config_store = rcdc_reactor::store::etcd::EtcdStoreConfig {
             dial_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(3),
+            tls: None,
         };
         let store = rcdc_reactor::store::etcd::EtcdStore::connect(&endpoints, config_store)
             .await

@@ -42,6 +42,9 @@ pub struct EtcdStoreConfig {
     pub dial_timeout: Duration,
     /// Upper bound of every request.
     pub request_timeout: Duration,
+    /// TLS (CA, client identity) for `https://` endpoints; `None` for plain `http://`. It is
+    /// tonic's `ClientTlsConfig`, the same value the PD client takes.
+    pub tls: Option<etcd_client::TlsOptions>,
 }
 
 impl Default for EtcdStoreConfig {
@@ -49,6 +52,7 @@ impl Default for EtcdStoreConfig {
         Self {
             dial_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -82,10 +86,13 @@ impl EtcdStore {
         endpoints: &[String],
         config: EtcdStoreConfig,
     ) -> Result<Self, StoreError> {
-        let options = ConnectOptions::new()
+        let mut options = ConnectOptions::new()
             .with_connect_timeout(config.dial_timeout)
             .with_timeout(config.request_timeout)
             .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3));
+        if let Some(tls) = &config.tls {
+            options = options.with_tls(tls.clone());
+        }
         let connect = Client::connect(endpoints, Some(options));
         let client = tokio::time::timeout(config.dial_timeout, connect)
             .await
@@ -637,6 +644,7 @@ mod tests {
         let config = EtcdStoreConfig {
             dial_timeout: Duration::from_millis(500),
             request_timeout: Duration::from_millis(500),
+            tls: None,
         };
         let err = EtcdStore::connect(&["http://[::1".to_string()], config.clone())
             .await
