@@ -116,6 +116,16 @@ impl DataPlane {
 
 #[async_trait::async_trait]
 impl StartTsGuard for DataPlane {
+    async fn current_ts(&self, upstream: Option<&str>) -> Result<Ts, GuardError> {
+        let uri = upstream.unwrap_or(&self.default_upstream);
+        let source = self.upstream(uri).map_err(|error| GuardError {
+            upstream: crate::owner::gc::describe_upstream(uri),
+            error,
+        })?;
+        // A networked upstream keeps its current ts cached; this never waits.
+        Ok(source.now(self.clock.now_ms()))
+    }
+
     async fn protect(
         &self,
         upstream: Option<&str>,

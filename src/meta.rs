@@ -59,8 +59,8 @@ pub enum MetaError {
         /// The upstream's minimum service safe point.
         safe_point: Ts,
     },
-    /// The upstream could not be asked to protect the start-ts.
-    #[error("cannot protect start-ts {start} in {upstream}: {error}")]
+    /// The upstream could not give its current ts or protect the start-ts.
+    #[error("cannot check start-ts {start} in {upstream}: {error}")]
     Upstream {
         /// The upstream (masked).
         upstream: String,
@@ -114,6 +114,10 @@ pub const CREATING_TTL_SECS: u64 = 600;
 /// The upstream's side of a create (TiCDC's `CheckSafetyOfStartTs`).
 #[async_trait::async_trait]
 pub trait StartTsGuard: Send + Sync {
+    /// The current ts of the changefeed's upstream (`None`: the default one) — PD's TSO
+    /// for a TiDB cluster: the default start-ts, and the bound a given one must not pass.
+    async fn current_ts(&self, upstream: Option<&str>) -> Result<Ts, GuardError>;
+
     /// Sets service safe point `service` at `start` for `ttl_secs` in the changefeed's
     /// upstream (`None`: the cluster's default one) and returns that upstream's minimum
     /// service safe point. Errors name the upstream.
@@ -241,7 +245,14 @@ impl Meta {
             crate::upstream::parse_upstream_uri(u)
                 .map_err(|e| MetaError::InvalidParam(e.to_string()))?;
         }
-        let now = Ts::from_parts(now_ms, 0);
+        let now = guard
+            .current_ts(new.upstream.as_deref())
+            .await
+            .map_err(|e| MetaError::Upstream {
+                upstream: e.upstream,
+                start: Ts(new.start_ts),
+                error: e.error,
+            })?;
         let start = if new.start_ts == 0 {
             now
         } else {

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -16,35 +15,9 @@ use rcdc_reactor::testing::{wait_until, EtcdHarness};
 const BIN: &str = env!("CARGO_BIN_EXE_cdc-standin");
 const DEADLINE: Duration = Duration::from_secs(20);
 
-/// Starts the stand-in (its log appended to `log`) and waits for its ready line; returns it
-/// with the line.
+/// Starts the stand-in (its log appended to `log`) and waits for its ready line.
 fn spawn_ready(args: &[String], log: &std::path::Path) -> (Child, String) {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .expect("stand-in log file");
-    let mut child = Command::new(BIN)
-        .arg("pd")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .expect("spawn cdc-standin");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    match rx.recv_timeout(DEADLINE) {
-        Ok(line) if line.starts_with("cdc-standin pd ready:") => (child, line),
-        other => {
-            let _ = child.kill();
-            panic!("no ready line within {DEADLINE:?}: {other:?}");
-        }
-    }
+    common::standin::spawn_ready(BIN, args, log)
 }
 
 /// Runs the stand-in expecting it to fail; returns (exit code, stderr).

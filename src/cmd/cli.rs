@@ -57,6 +57,15 @@ enum CliCommand {
     /// Commands that read or change raw metadata.
     #[command(subcommand, name = "unsafe")]
     Unsafe(UnsafeCommand),
+    /// PD's timestamp oracle.
+    #[command(subcommand)]
+    Tso(TsoCommand),
+}
+
+#[derive(Subcommand)]
+enum TsoCommand {
+    /// Print a TSO from the PD at --pd.
+    Query,
 }
 
 #[derive(Args)]
@@ -217,8 +226,10 @@ pub async fn run(args: CliArgs) -> anyhow::Result<()> {
     let api = Api {
         server: args.server.as_deref(),
         security: &security,
+        pd: &endpoints,
     };
     match args.command {
+        CliCommand::Tso(TsoCommand::Query) => super::cli_pd::tso_query(&endpoints, &security).await,
         CliCommand::Changefeed(cmd) => changefeed(&meta, api, tz, cmd).await,
         CliCommand::Capture(CaptureCommand::List) => {
             let state = meta.load().await?;
@@ -271,6 +282,8 @@ struct Api<'a> {
     /// `--server`, else the owner found in etcd.
     server: Option<&'a str>,
     security: &'a Security,
+    /// The `--pd` endpoints, for PD calls.
+    pd: &'a [String],
 }
 
 async fn changefeed(
@@ -302,12 +315,17 @@ async fn changefeed(
                 upstream,
                 config: read_config(&flags.config)?,
             };
-            let clock = std::sync::Arc::new(rcdc::reactor::SystemClock);
-            let now = clock.now_ms();
             // The start-ts is checked against the changefeed's upstream as the captures see
             // it: its --upstream, else the cluster's default upstream.
             let default_upstream = cluster_default_upstream(meta, &api).await;
-            let guard = rcdc::data_plane::DataPlane::new(default_upstream, clock);
+            let guard = super::cli_pd::create_guard(
+                default_upstream,
+                new.upstream.as_deref(),
+                api.pd,
+                api.security,
+            )
+            .await?;
+            let now = rcdc::reactor::SystemClock.now_ms();
             let (id, info) = meta.create_changefeed(new, now, &guard).await?;
             let mut shown = serde_json::to_value(&info)?;
             if let Some(uri) = shown.get_mut("sink-uri") {

@@ -1,6 +1,7 @@
 //! The binary's subcommands (argument types and their edges; the work is in the library).
 
 pub mod cli;
+mod cli_pd;
 pub mod replay;
 pub mod verify;
 

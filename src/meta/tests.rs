@@ -27,6 +27,9 @@ struct Open;
 
 #[async_trait::async_trait]
 impl StartTsGuard for Open {
+    async fn current_ts(&self, _: Option<&str>) -> Result<Ts, GuardError> {
+        Ok(Ts::from_parts(NOW_MS, 0))
+    }
     async fn protect(&self, _: Option<&str>, _: &str, _: u64, _: Ts) -> Result<Ts, GuardError> {
         Ok(Ts(0))
     }
@@ -41,6 +44,9 @@ struct Upstream(u64, bool, parking_lot::Mutex<Vec<Asked>>);
 
 #[async_trait::async_trait]
 impl StartTsGuard for Upstream {
+    async fn current_ts(&self, _: Option<&str>) -> Result<Ts, GuardError> {
+        Ok(Ts::from_parts(NOW_MS, 0))
+    }
     async fn protect(
         &self,
         upstream: Option<&str>,

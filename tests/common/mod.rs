@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 
 pub mod certs;
 pub mod procs;
+pub mod standin;
 
 #[allow(unused_imports)] // not every test binary polls
 pub use rcdc_reactor::testing::wait_until;
