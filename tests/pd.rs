@@ -192,7 +192,7 @@ async fn a_server_on_pd_takes_its_time_gc_and_versions_from_pd() {
     .await;
 
     // TiDB's GC worker moves to now − 10 min: a start-ts behind it is refused at create.
-    let gc_worker = ((now_ms() - 600_000) << 18) as u64;
+    let gc_worker = (now_ms() - 600_000) << 18;
     pd_client(&standin)
         .await
         .update_service_gc_safe_point("gc_worker", i64::MAX, gc_worker)
