@@ -122,8 +122,16 @@ impl StartTsGuard for DataPlane {
             upstream: crate::owner::gc::describe_upstream(uri),
             error,
         })?;
-        // A networked upstream keeps its current ts cached; this never waits.
-        Ok(source.now(self.clock.now_ms()))
+        let now_ms = self.clock.now_ms();
+        let failed = |error: String| GuardError {
+            upstream: crate::owner::gc::describe_upstream(uri),
+            error,
+        };
+        // A fresh TSO may wait on PD: never on the API's threads.
+        tokio::task::spawn_blocking(move || source.fresh_now(now_ms))
+            .await
+            .map_err(|e| failed(format!("the call panicked: {e}")))?
+            .map_err(|e| failed(e.to_string()))
     }
 
     async fn protect(

@@ -60,11 +60,11 @@ pub enum MetaError {
         safe_point: Ts,
     },
     /// The upstream could not give its current ts or protect the start-ts.
-    #[error("cannot check start-ts {start} in {upstream}: {error}")]
+    #[error("cannot check the start-ts in {upstream}: {error}")]
     Upstream {
         /// The upstream (masked).
         upstream: String,
-        /// The start-ts.
+        /// The start-ts asked for (0: the upstream's current ts).
         start: Ts,
         /// Why.
         error: String,

@@ -125,7 +125,7 @@ pub async fn serve(
     )
     .await?;
     let (default_upstream, pd_upstream) =
-        pd_start::default_upstream(config.upstream.as_deref(), pd).await?;
+        pd_start::default_upstream(config.upstream.as_deref(), pd, &mut shutdown).await?;
     let plane = DataPlane::new(default_upstream.clone(), clock.clone());
     if let Some(upstream) = pd_upstream {
         plane.register(&default_upstream, upstream);
@@ -196,6 +196,7 @@ pub fn owner_config(config: &ServerConfig, default_upstream: &str) -> OwnerConfi
             // Changefeeds naming no upstream use this one; the owner must know it to give
             // them and those naming it explicitly one safe point between them.
             default_upstream: default_upstream.to_owned(),
+            service_id: crate::owner::gc::service_id(&config.cluster_prefix),
             ..Default::default()
         },
         ..Default::default()

@@ -178,8 +178,17 @@ async fn a_server_on_pd_takes_its_time_gc_and_versions_from_pd() {
     .await;
     let first = service_safe_point(&etcd, &standin, "ticdc")
         .await
-        .unwrap_or(0);
-    assert!(first < first_checkpoint.max(1) + (5_000 << 18), "{first}");
+        .unwrap_or(u64::MAX);
+    assert!(
+        first < checkpoint(&pd, "cf"),
+        "the safe point {first} is below the checkpoint"
+    );
+    assert!(
+        service_safe_point(&etcd, &standin, "ticdc-creating-cf")
+            .await
+            .is_some(),
+        "create protected its start-ts in PD"
+    );
     wait_until(
         Duration::from_secs(100),
         "the safe point follows the checkpoint",
@@ -236,22 +245,37 @@ async fn a_changefeed_whose_checkpoint_pd_gc_passed_fails_with_snapshot_lost() {
     let pd = standin.pd_arg();
     let (capture, _, _) = server(&pd, dir.path(), &["--gc-ttl", "2"]);
     let mut servers = Servers(vec![capture]);
+    wait_until(DEADLINE, "an owner", || async {
+        String::from_utf8_lossy(&cli(&pd, &["capture", "list"]).stdout)
+            .contains("\"is-owner\": true")
+    })
+    .await;
     let frozen = create_and_see_progress(&pd, "lost").await;
 
-    // Every capture dies; ticdc's safe point lapses after its 2 s TTL; GC moves to now.
+    // Every capture dies; ticdc's safe point lapses after its 2 s TTL (the create's 600 s
+    // protection is dropped as if expired); TiDB's GC worker moves to now.
     for c in &mut servers.0 {
         let _ = c.kill();
         let _ = c.wait();
     }
     let frozen = frozen.max(checkpoint(&pd, "lost"));
-    tokio::time::sleep(Duration::from_secs(3)).await;
     let pd_client = pd_client(&standin).await;
-    let now = pd_client.get_ts().await.expect("tso");
-    let min = pd_client
-        .update_service_gc_safe_point("gc_worker", i64::MAX, now)
+    pd_client
+        .update_service_gc_safe_point("ticdc-creating-lost", 0, 0)
         .await
-        .expect("gc_worker");
-    assert_eq!(min, now, "ticdc's lapsed entry no longer holds GC back");
+        .expect("drop the create's protection");
+    let now = pd_client.get_ts().await.expect("tso");
+    wait_until(
+        DEADLINE,
+        "ticdc's lapsed entry no longer holds GC",
+        || async {
+            pd_client
+                .update_service_gc_safe_point("gc_worker", i64::MAX, now)
+                .await
+                .is_ok_and(|min| min == now)
+        },
+    )
+    .await;
     assert!(frozen < now);
 
     // A capture comes back: its owner finds PD's GC past the checkpoint.

@@ -316,15 +316,15 @@ async fn changefeed(
                 config: read_config(&flags.config)?,
             };
             // The start-ts is checked against the changefeed's upstream as the captures see
-            // it: its --upstream, else the cluster's default upstream.
-            let default_upstream = cluster_default_upstream(meta, &api).await;
-            let guard = super::cli_pd::create_guard(
-                default_upstream,
-                new.upstream.as_deref(),
-                api.pd,
-                api.security,
-            )
-            .await?;
+            // it: its --upstream, else the cluster's default — the TiDB cluster itself when
+            // --pd is a PD (as TiCDC's CLI asks PD), else what the owner says.
+            let pd = super::cli_pd::probe(api.pd, api.security).await?;
+            let default_upstream = match &pd {
+                Some(_) => rcdc::upstream::pd::pd_uri(api.pd),
+                None => cluster_default_upstream(meta, &api).await,
+            };
+            let guard =
+                super::cli_pd::create_guard(default_upstream, new.upstream.as_deref(), pd).await?;
             let now = rcdc::reactor::SystemClock.now_ms();
             let (id, info) = meta.create_changefeed(new, now, &guard).await?;
             let mut shown = serde_json::to_value(&info)?;
@@ -413,8 +413,9 @@ async fn changefeed(
     }
 }
 
-/// The cluster's default upstream URI, from the owner's (or `--server`'s) `GET /config`.
-/// With no capture answering it is `cdc server`'s built-in default, `demo://`.
+/// The default upstream of a cluster on a plain etcd, from the owner's (or `--server`'s)
+/// `GET /config`. With no capture answering it is `cdc server`'s default, `demo://` (said in a
+/// warning).
 async fn cluster_default_upstream(meta: &Meta, api: &Api<'_>) -> String {
     let fetch = async {
         let address = capture_address(meta, api.server).await?;
@@ -431,9 +432,11 @@ async fn cluster_default_upstream(meta: &Meta, api: &Api<'_>) -> String {
             .map(str::to_owned)
             .ok_or_else(|| anyhow!("no upstream in {address}'s /config"))
     };
-    fetch
-        .await
-        .unwrap_or_else(|_: anyhow::Error| rcdc::config::DEFAULT_UPSTREAM.to_owned())
+    fetch.await.unwrap_or_else(|e: anyhow::Error| {
+        let demo = rcdc::config::DEFAULT_UPSTREAM;
+        eprintln!("Warning: the cluster's default upstream is unknown ({e:#}); the start-ts is checked against {demo}, cdc server's default");
+        demo.to_owned()
+    })
 }
 
 /// Sends pause/resume/remove to the owner's API (or `--server`, which forwards).

@@ -9,42 +9,39 @@ use rcdc::security::Security;
 use rcdc::upstream::pd::PdUpstream;
 use rcdc_pd::{PdClient, PdError, PdOptions};
 
-/// A PD client on the `--pd` endpoints; a plain etcd there is an error naming the command.
-async fn connect(
-    endpoints: &[String],
-    security: &Security,
-    what: &str,
-) -> anyhow::Result<PdClient> {
-    let options = PdOptions {
-        tls: security.client_tls_config(),
-        ..PdOptions::default()
-    };
-    PdClient::connect(endpoints, options)
-        .await
-        .map_err(|e| match e {
-            PdError::NotPd { endpoint } => anyhow!(
-                "{endpoint} is a plain etcd, not a PD: {what} needs the PD of a TiDB cluster"
-            ),
-            other => anyhow!("{other}"),
-        })
-}
-
 /// `cdc cli tso query`: prints one TSO from PD, as TiCDC's does.
 pub async fn tso_query(endpoints: &[String], security: &Security) -> anyhow::Result<()> {
-    let pd = connect(endpoints, security, "tso query").await?;
+    let pd = probe(endpoints, security).await?.ok_or_else(|| {
+        anyhow!(
+            "{} is a plain etcd, not a PD: tso query needs the PD of a TiDB cluster",
+            endpoints.join(",")
+        )
+    })?;
     let ts = pd.get_ts().await.map_err(|e| anyhow!("{e}"))?;
     println!("{ts}");
     Ok(())
 }
 
-/// The upstreams a create is checked against: `default_upstream` (the cluster's, from the
-/// owner) and `explicit` (`--upstream`), each parsed on first use — except a TiDB cluster
-/// (`pd://`), which needs a PD client on the `--pd` endpoints.
+/// A PD client when the `--pd` endpoints are a PD, `None` when they are a plain etcd.
+pub async fn probe(endpoints: &[String], security: &Security) -> anyhow::Result<Option<PdClient>> {
+    let options = PdOptions {
+        tls: security.client_tls_config(),
+        ..PdOptions::default()
+    };
+    match PdClient::connect(endpoints, options).await {
+        Ok(pd) => Ok(Some(pd)),
+        Err(PdError::NotPd { .. }) => Ok(None),
+        Err(e) => Err(anyhow!("{e}")),
+    }
+}
+
+/// The upstreams a create is checked against: `default_upstream` (the cluster's) and
+/// `explicit` (`--upstream`), each parsed on first use — except a TiDB cluster (`pd://`),
+/// served by `pd`, the client on the `--pd` endpoints.
 pub async fn create_guard(
     default_upstream: String,
     explicit: Option<&str>,
-    endpoints: &[String],
-    security: &Security,
+    pd: Option<PdClient>,
 ) -> anyhow::Result<DataPlane> {
     let plane = DataPlane::new(
         default_upstream.clone(),
@@ -55,8 +52,7 @@ pub async fn create_guard(
         .flatten()
         .filter(|u| u.starts_with("pd://"))
         .collect();
-    if let Some(uri) = pd_uris.first() {
-        let pd = connect(endpoints, security, "a changefeed on a TiDB cluster").await?;
+    if let (Some(uri), Some(pd)) = (pd_uris.first(), pd) {
         let upstream = PdUpstream::start(
             (*uri).to_owned(),
             pd,

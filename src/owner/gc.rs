@@ -13,13 +13,27 @@
 //! applies only to changefeeds that should run (a stopped one is never flipped to error,
 //! §8.12).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rcdc_state::model::{ChangeFeedInfo, FeedState, RunningError};
 use rcdc_state::{ChangefeedId, GlobalState, Ts};
 
-/// TiCDC's service id for the safe point.
+/// TiCDC's service id for the safe point (of the cluster under the default prefix).
 pub const SERVICE_ID: &str = "ticdc";
+
+/// The service id of the cluster under `cluster_prefix`: [`SERVICE_ID`] under TiCDC's default
+/// `/tidb/cdc`, else `ticdc` plus the prefix (`/t/a` → `ticdc-t-a`). Clusters sharing one PD
+/// (several prefixes on one etcd) must not overwrite or remove each other's safe point.
+pub fn service_id(cluster_prefix: &str) -> String {
+    match cluster_prefix {
+        "/tidb/cdc" => SERVICE_ID.to_owned(),
+        other => format!("{SERVICE_ID}{}", other.replace('/', "-")),
+    }
+}
+
+fn default_service_id() -> String {
+    SERVICE_ID.to_owned()
+}
 
 /// The `ChangeFeedInfo` field naming a changefeed's upstream (rcdc's additive field).
 pub const UPSTREAM_URI_FIELD: &str = "upstream-uri";
@@ -45,6 +59,9 @@ pub struct GcConfig {
     /// runtime's default upstream" (owners configured before safe points were per upstream).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub default_upstream: String,
+    /// The service id of this cluster's safe points ([`service_id`]).
+    #[serde(default = "default_service_id")]
+    pub service_id: String,
 }
 
 impl Default for GcConfig {
@@ -53,6 +70,7 @@ impl Default for GcConfig {
             ttl_secs: 86_400,
             update_interval_ms: 60_000,
             default_upstream: String::new(),
+            service_id: default_service_id(),
         }
     }
 }
@@ -136,6 +154,10 @@ pub struct GcManager {
     last_push_ms: Option<u64>,
     /// By upstream URI ("" is the runtime's default, see [`GcConfig::default_upstream`]).
     upstreams: BTreeMap<String, UpstreamGc>,
+    /// Upstreams whose safe point is being removed (TTL 0) until one removal is answered;
+    /// a failed removal is sent again at each round.
+    #[serde(default)]
+    releasing: BTreeSet<String>,
 }
 
 /// [`GcManager`] as read from a recording's resume line. It also takes the fields of the
@@ -152,6 +174,8 @@ struct GcManagerSerde {
     last_success_ms: Option<u64>,
     #[serde(default)]
     upstream_min: Option<Ts>,
+    #[serde(default)]
+    releasing: BTreeSet<String>,
 }
 
 impl From<GcManagerSerde> for GcManager {
@@ -171,6 +195,7 @@ impl From<GcManagerSerde> for GcManager {
             config: s.config,
             last_push_ms: s.last_push_ms,
             upstreams,
+            releasing: s.releasing,
         }
     }
 }
@@ -235,13 +260,17 @@ impl GcManager {
         }
         let default_upstream = self.config.default_upstream.clone();
         let mins = live_minimums(state, &default_upstream);
-        let mut pushes = self.releases(&mins);
+        let mut pushes = self.releases(&mins, interval_elapsed);
         let moved_back = mins.iter().any(|(uri, min)| {
             self.upstreams
                 .get(*uri)
                 .and_then(|u| u.pushed)
                 .is_none_or(|pushed| min.prev() < pushed)
         });
+        if interval_elapsed {
+            // A round, even with nothing to protect: the next full scan is a minute away.
+            self.last_push_ms = Some(now_ms);
+        }
         if mins.is_empty() || !(interval_elapsed || moved_back) {
             return pushes;
         }
@@ -259,7 +288,7 @@ impl GcManager {
             entry.pushed = Some(min.prev());
             pushes.push(UpdateSafePoint {
                 upstream: uri.to_owned(),
-                service_id: SERVICE_ID.to_owned(),
+                service_id: self.config.service_id.clone(),
                 ttl_secs: self.config.ttl_secs,
                 safe_point: min.prev(),
             });
@@ -287,24 +316,34 @@ impl GcManager {
         }
     }
 
-    /// Removal pushes for the upstreams we protected that have no live changefeed now; their
-    /// entries are forgotten.
-    fn releases(&mut self, mins: &BTreeMap<&str, Ts>) -> Vec<UpdateSafePoint> {
+    /// Removal pushes: for the upstreams we protected that have no live changefeed now
+    /// (their entries are forgotten), and, at a round, again for removals not yet answered.
+    fn releases(&mut self, mins: &BTreeMap<&str, Ts>, round: bool) -> Vec<UpdateSafePoint> {
         let idle: Vec<String> = self
             .upstreams
             .iter()
             .filter(|(uri, u)| u.pushed.is_some() && !mins.contains_key(uri.as_str()))
             .map(|(uri, _)| uri.clone())
             .collect();
-        idle.into_iter()
-            .map(|uri| {
-                self.upstreams.remove(&uri);
-                UpdateSafePoint {
-                    upstream: uri,
-                    service_id: SERVICE_ID.to_owned(),
-                    ttl_secs: 0,
-                    safe_point: Ts(0),
-                }
+        // An upstream live again is protected by the round instead.
+        self.releasing
+            .retain(|uri| !mins.contains_key(uri.as_str()));
+        let again: Vec<String> = match round {
+            true => self.releasing.iter().cloned().collect(),
+            false => Vec::new(),
+        };
+        for uri in &idle {
+            self.upstreams.remove(uri);
+            self.releasing.insert(uri.clone());
+        }
+        again
+            .into_iter()
+            .chain(idle)
+            .map(|uri| UpdateSafePoint {
+                upstream: uri,
+                service_id: self.config.service_id.clone(),
+                ttl_secs: 0,
+                safe_point: Ts(0),
             })
             .collect()
     }
@@ -315,6 +354,14 @@ impl GcManager {
     pub fn on_result(&mut self, result: SafePointResult, now_ms: u64) -> Option<String> {
         let ttl_ms = self.config.ttl_secs.saturating_mul(1_000);
         let ttl_secs = self.config.ttl_secs;
+        if self.releasing.contains(result.upstream()) {
+            // The answer to a removal: done when it succeeded, sent again at the next
+            // round when not; nothing to check against an upstream we no longer use.
+            if matches!(result, SafePointResult::Updated { .. }) {
+                self.releasing.remove(result.upstream());
+            }
+            return None;
+        }
         match result {
             SafePointResult::Updated {
                 upstream,

@@ -39,6 +39,9 @@ pub enum PdStartError {
         /// What went wrong.
         reason: String,
     },
+    /// PD refused us for good (a foreign cluster id, a bad endpoint).
+    #[error(transparent)]
+    Pd(PdError),
     /// The default upstream could not be made.
     #[error("upstream {uri}: {reason}")]
     Upstream {
@@ -57,9 +60,40 @@ pub struct PdCluster {
     pub uri: String,
 }
 
-/// Asks the endpoints whether they are a PD, retrying until one answers either way or
-/// shutdown is requested (`Ok(None)` then too). Logs what was found, checks PD's version
-/// (an incompatible PD fails the start) and warns about each TiKV store too old for rcdc.
+/// How often server start asks a PD that is not answering yet.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+
+/// Retries `attempt` every [`RETRY_EVERY`] while its error is worth waiting out (`transient`),
+/// until it succeeds, fails for good, or shutdown is requested (`Ok(None)`). A PD that is
+/// still starting or electing a leader is waited for, as a dead etcd is.
+async fn until_up<T, F, Fut>(
+    what: &str,
+    mut attempt: F,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Option<T>, PdError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, PdError>>,
+{
+    use backon::{ConstantBuilder, Retryable};
+    let transient = |e: &PdError| e.is_retryable() || matches!(e, PdError::Timeout { .. });
+    let retrying = (|| attempt())
+        .retry(
+            ConstantBuilder::default()
+                .with_delay(RETRY_EVERY)
+                .without_max_times(),
+        )
+        .when(transient)
+        .notify(|e, _| tracing::warn!(error = %e, "{what}: PD is not answering yet; retrying"));
+    tokio::select! {
+        r = retrying => r.map(Some),
+        _ = shutdown.wait_for(|s| *s) => Ok(None),
+    }
+}
+
+/// Asks the endpoints whether they are a PD, waiting while they do not answer (or shutdown
+/// is requested: `Ok(None)` then too). Logs what was found, checks PD's version (an
+/// incompatible PD fails the start) and warns about each TiKV store too old for rcdc.
 pub async fn detect(
     endpoints: &[String],
     tls: Option<ClientTlsConfig>,
@@ -70,22 +104,18 @@ pub async fn detect(
         tls,
         ..PdOptions::default()
     };
-    let client = loop {
-        match PdClient::connect(endpoints, options.clone()).await {
-            Ok(c) => break c,
-            Err(PdError::NotPd { endpoint }) => {
-                tracing::info!(
-                    %endpoint,
-                    "the --pd endpoints are a plain etcd (no PD service): the default upstream is demo://"
-                );
-                return Ok(None);
-            }
-            Err(e) => tracing::warn!(error = %e, "PD is not reachable yet; retrying"),
+    let connect = || PdClient::connect(endpoints, options.clone());
+    let client = match until_up("connecting", connect, shutdown).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return Ok(None),
+        Err(PdError::NotPd { endpoint }) => {
+            tracing::info!(
+                %endpoint,
+                "the --pd endpoints are a plain etcd (no PD service): the default upstream is demo://"
+            );
+            return Ok(None);
         }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = shutdown.wait_for(|s| *s) => return Ok(None),
-        }
+        Err(e) => return Err(PdStartError::Pd(e)),
     };
     let leader = client.leader_url();
     let version = pd_version(http, &leader).await?;
@@ -150,28 +180,29 @@ async fn pd_version(http: &reqwest::Client, leader: &str) -> Result<String, PdSt
 pub async fn default_upstream(
     given: Option<&str>,
     pd: Option<PdCluster>,
+    shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(String, Option<Arc<dyn Upstream>>), PdStartError> {
     let Some(pd) = pd else {
         let uri = given.unwrap_or(crate::config::DEFAULT_UPSTREAM).to_owned();
         return Ok((uri, None));
     };
+    let upstream_error = |uri: &str, reason: String| PdStartError::Upstream {
+        uri: uri.to_owned(),
+        reason,
+    };
     let data = given
         .map(parse_upstream_uri)
         .transpose()
-        .map_err(|e| PdStartError::Upstream {
-            uri: given.unwrap_or_default().to_owned(),
-            reason: e.to_string(),
-        })?;
-    let upstream = PdUpstream::start(
-        pd.uri.clone(),
-        pd.client,
-        data,
-        tokio::runtime::Handle::current(),
-    )
-    .await
-    .map_err(|e| PdStartError::Upstream {
-        uri: pd.uri.clone(),
-        reason: e.to_string(),
-    })?;
+        .map_err(|e| upstream_error(given.unwrap_or_default(), e.to_string()))?;
+    // The first TSO: a PD electing a leader is waited for, not a reason to exit.
+    let first = || pd.client.get_ts();
+    let Some(first) = until_up("the first TSO", first, shutdown)
+        .await
+        .map_err(|e| upstream_error(&pd.uri, e.to_string()))?
+    else {
+        return Ok((pd.uri, None)); // shut down while waiting
+    };
+    let runtime = tokio::runtime::Handle::current();
+    let upstream = PdUpstream::new(pd.uri.clone(), pd.client, first, data, runtime);
     Ok((pd.uri, Some(Arc::new(upstream))))
 }

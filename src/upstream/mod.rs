@@ -174,6 +174,12 @@ pub trait Upstream: Send + Sync + std::fmt::Debug {
     /// The current TSO for wall-clock (or simulated) Unix milliseconds `now_ms`.
     fn now(&self, now_ms: u64) -> Ts;
 
+    /// A fresh current ts, asked of the upstream now (PD's TSO), where [`Upstream::now`] may
+    /// be a cached one: what a new changefeed starts from. May block on the network.
+    fn fresh_now(&self, now_ms: u64) -> Result<Ts, UpstreamError> {
+        Ok(self.now(now_ms))
+    }
+
     /// The tables that exist at `ts`.
     fn tables_at(&self, ts: Ts) -> Result<BTreeSet<TableId>, UpstreamError>;
 

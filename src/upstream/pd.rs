@@ -29,8 +29,9 @@ use crate::event::TableEvent;
 /// How often the cached TSO is refreshed: the most `now` lags PD.
 pub const TSO_REFRESH: Duration = Duration::from_millis(100);
 
-/// How long a blocking PD call may take before its caller gets an error.
-const CALL_DEADLINE: Duration = Duration::from_secs(15);
+/// How long a blocking caller waits past the PD client's own per-call deadline
+/// (`PdOptions::request_timeout`) before giving up on an answer that never came.
+const ANSWER_MARGIN: Duration = Duration::from_secs(2);
 
 /// The URI of the TiDB cluster behind `endpoints`: `pd://host:port[,host:port...]`.
 pub fn pd_uri(endpoints: &[String]) -> String {
@@ -55,6 +56,8 @@ pub struct PdUpstream {
     /// The rows: `None` is the TiKV change feed (not built yet).
     data: Option<Box<dyn Upstream>>,
     refresher: tokio::task::JoinHandle<()>,
+    /// The PD client's per-call deadline.
+    call_timeout: Duration,
 }
 
 impl std::fmt::Debug for PdUpstream {
@@ -74,9 +77,30 @@ impl Drop for PdUpstream {
 }
 
 impl PdUpstream {
-    /// An upstream on `pd`, with rows from `data` (`None`: the TiKV change feed). Fetches a
-    /// first TSO, so [`Upstream::now`] is PD's from the start, then keeps it fresh on
-    /// `runtime`.
+    /// An upstream on `pd` whose current ts starts at `first` (a TSO the caller fetched),
+    /// with rows from `data` (`None`: the TiKV change feed). The TSO is kept fresh on
+    /// `runtime` from then on.
+    pub fn new(
+        uri: String,
+        pd: PdClient,
+        first: u64,
+        data: Option<Box<dyn Upstream>>,
+        runtime: Handle,
+    ) -> Self {
+        let tso = Arc::new(AtomicU64::new(first));
+        let refresher = runtime.spawn(refresh_tso(pd.clone(), tso.clone()));
+        Self {
+            uri,
+            pd,
+            runtime,
+            tso,
+            data,
+            refresher,
+            call_timeout: rcdc_pd::PdOptions::default().request_timeout,
+        }
+    }
+
+    /// [`PdUpstream::new`] with a first TSO fetched here.
     pub async fn start(
         uri: String,
         pd: PdClient,
@@ -87,19 +111,10 @@ impl PdUpstream {
             upstream: uri.clone(),
             reason: e.to_string(),
         })?;
-        let tso = Arc::new(AtomicU64::new(first));
-        let refresher = runtime.spawn(refresh_tso(pd.clone(), tso.clone()));
-        Ok(Self {
-            uri,
-            pd,
-            runtime,
-            tso,
-            data,
-            refresher,
-        })
+        Ok(Self::new(uri, pd, first, data, runtime))
     }
 
-    /// Runs a PD call from a thread that may block, bounded by [`CALL_DEADLINE`].
+    /// Runs a PD call from a thread that may block, bounded by the client's per-call deadline.
     fn block<T, F>(&self, what: &str, call: F) -> Result<T, UpstreamError>
     where
         T: Send + 'static,
@@ -113,9 +128,10 @@ impl PdUpstream {
         self.runtime.spawn(async move {
             let _ = tx.send(call.await);
         });
-        match rx.recv_timeout(CALL_DEADLINE) {
+        let wait = self.call_timeout + ANSWER_MARGIN;
+        match rx.recv_timeout(wait) {
             Ok(answer) => answer.map_err(|e| unavailable(e.to_string())),
-            Err(_) => Err(unavailable(format!("no answer within {CALL_DEADLINE:?}"))),
+            Err(_) => Err(unavailable(format!("no answer within {wait:?}"))),
         }
     }
 
@@ -158,6 +174,13 @@ async fn refresh_tso(pd: PdClient, tso: Arc<AtomicU64>) {
 impl Upstream for PdUpstream {
     fn now(&self, _now_ms: u64) -> Ts {
         Ts(self.tso.load(Ordering::Relaxed))
+    }
+
+    fn fresh_now(&self, _now_ms: u64) -> Result<Ts, UpstreamError> {
+        let pd = self.pd.clone();
+        let ts = self.block("Tso", async move { pd.get_ts().await })?;
+        self.tso.fetch_max(ts, Ordering::Relaxed);
+        Ok(Ts(ts))
     }
 
     fn tables_at(&self, ts: Ts) -> Result<BTreeSet<TableId>, UpstreamError> {

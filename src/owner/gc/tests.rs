@@ -388,3 +388,49 @@ fn issue_12_the_last_changefeed_of_an_upstream_gone_removes_its_safe_point() {
         .collect();
     assert_eq!(round, vec![DEFAULT.to_owned()]);
 }
+
+#[test]
+fn issue_12_a_failed_removal_is_sent_again_at_the_next_round_only() {
+    let mut gc = GcManager::new(config());
+    assert_eq!(
+        gc.tick(&state(&[("b", "normal", 700, Some(OTHER))]), 0)
+            .len(),
+        1
+    );
+    let mut gone = state(&[("b", "removed", 700, Some(OTHER))]);
+    let removal = gc.tick(&gone, 1_000);
+    assert_eq!(
+        removal.iter().map(|p| p.ttl_secs).collect::<Vec<_>>(),
+        vec![0]
+    );
+    assert_eq!(
+        gc.on_result(failed(OTHER), 1_100),
+        None,
+        "no error for a removal"
+    );
+    gone.clear_changes();
+    assert_eq!(gc.tick(&gone, 2_000), vec![], "not every tick");
+    let again = gc.tick(&gone, 61_000);
+    assert_eq!(
+        again
+            .iter()
+            .map(|p| (p.upstream.as_str(), p.ttl_secs))
+            .collect::<Vec<_>>(),
+        vec![(OTHER, 0)],
+        "sent again at the round"
+    );
+    gc.on_result(updated(OTHER, 0), 61_100);
+    assert_eq!(gc.tick(&gone, 122_000), vec![], "answered: done");
+}
+
+#[test]
+fn issue_12_each_cluster_prefix_has_its_own_service_id() {
+    assert_eq!(service_id("/tidb/cdc"), "ticdc");
+    assert_eq!(service_id("/t/a"), "ticdc-t-a");
+    let mut gc = GcManager::new(GcConfig {
+        service_id: service_id("/t/a"),
+        ..config()
+    });
+    let push = gc.tick(&state(&[("a", "normal", 500, None)]), 0);
+    assert_eq!(push[0].service_id, "ticdc-t-a");
+}
