@@ -1,6 +1,6 @@
 //! The `cdc-standin` binary as a process in front of a real etcd: TSO monotonic across a
 //! SIGKILL and restart on the same data dir, and start failures as one line naming what
-//! failed.
+//! failed (the whole cluster over TLS through it is `tests/pd_tls.rs`).
 
 mod common;
 
@@ -182,10 +182,10 @@ fn an_unreachable_etcd_is_named() {
 }
 
 #[test]
-fn tls_flags_say_not_supported_yet_and_help_lists_the_switches() {
+fn tls_flags_go_together_bad_files_are_named_and_help_lists_the_switches() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().display().to_string();
-    let (code, stderr) = run_failing(&[
+    let base = [
         "pd",
         "--etcd",
         "http://127.0.0.1:1",
@@ -193,12 +193,19 @@ fn tls_flags_say_not_supported_yet_and_help_lists_the_switches() {
         "127.0.0.1:0",
         "--data-dir",
         &data,
-        "--ca",
-        "ca.pem",
-    ]);
+    ];
+    let (code, stderr) = run_failing(&[&base[..], &["--ca", "ca.pem"]].concat());
+    assert_eq!(code, Some(2), "--ca alone is bad usage: {stderr}");
+    assert!(
+        stderr.contains("--cert") && stderr.contains("--key"),
+        "{stderr}"
+    );
+    let missing = dir.path().join("missing-ca.pem").display().to_string();
+    let tls = ["--ca", &missing, "--cert", "c.pem", "--key", "k.pem"];
+    let (code, stderr) = run_failing(&[&base[..], &tls[..]].concat());
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
-        stderr.contains("TLS is not supported by cdc-standin yet"),
+        stderr.contains(&format!("cannot read CA file (--ca) {missing}")),
         "{stderr}"
     );
 

@@ -28,7 +28,8 @@ pub enum Command {
 /// `cdc-standin pd` flags.
 #[derive(Clone, Debug, Parser)]
 pub struct PdArgs {
-    /// The real etcd's client URL (http://host:port). Its gRPC services are served on every
+    /// The real etcd's client URL: http://host:port, or https://host:port (with --ca, --cert
+    /// and --key, which the stand-in presents to it). Its gRPC services are served on every
     /// member's port, and PD's own state (cluster id, GC safe points) is kept in it.
     #[arg(long, value_name = "URL")]
     pub etcd: String,
@@ -74,14 +75,18 @@ pub struct PdArgs {
     #[arg(long, value_name = "FILTER", default_value = "info")]
     pub log_level: String,
 
-    /// TLS CA (not supported yet).
-    #[arg(long, value_name = "PATH")]
+    /// TLS, as a PD with `[security]` set: the CA that signs every certificate of the
+    /// cluster. Every member then serves only TLS (gRPC and HTTP; a client certificate signed
+    /// by this CA is required; member URLs become https://), and an https:// --etcd is dialled
+    /// trusting it. Needs --cert and --key.
+    #[arg(long, value_name = "PATH", requires_all = ["cert", "key"])]
     pub ca: Option<PathBuf>,
-    /// TLS certificate (not supported yet).
-    #[arg(long, value_name = "PATH")]
+    /// The stand-in's certificate (PEM): served to clients, and presented to an https://
+    /// --etcd as the stand-in's client certificate.
+    #[arg(long, value_name = "PATH", requires = "ca")]
     pub cert: Option<PathBuf>,
-    /// TLS key (not supported yet).
-    #[arg(long, value_name = "PATH")]
+    /// The key of --cert (PEM).
+    #[arg(long, value_name = "PATH", requires = "ca")]
     pub key: Option<PathBuf>,
 }
 

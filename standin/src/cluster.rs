@@ -18,7 +18,8 @@ pub struct Member {
     pub name: String,
     pub member_id: u64,
     pub addr: SocketAddr,
-    /// `http://<addr>`: what GetMembers reports as client and peer URL.
+    /// `http://<addr>`, or `https://<addr>` when serving TLS: what GetMembers reports as
+    /// client and peer URL.
     pub url: String,
 }
 
@@ -107,12 +108,13 @@ fn member_id(cluster_id: u64, index: usize) -> u64 {
 }
 
 impl Cluster {
-    /// Members named `pd-1..` on `addrs` (the first is the leader), the given stores, and one
-    /// region over all keys with a single peer on the first store.
+    /// Members named `pd-1..` on `addrs` (the first is the leader) with `scheme://addr` URLs,
+    /// the given stores, and one region over all keys with a single peer on the first store.
     pub fn new(
         cluster_id: u64,
         pd_version: String,
         addrs: &[SocketAddr],
+        scheme: &str,
         stores: Vec<Store>,
         tso: Arc<Tso>,
     ) -> Self {
@@ -123,7 +125,7 @@ impl Cluster {
                 name: format!("pd-{}", i + 1),
                 member_id: member_id(cluster_id, i),
                 addr: *addr,
-                url: format!("http://{addr}"),
+                url: format!("{scheme}://{addr}"),
             })
             .collect::<Vec<_>>();
         let first_store = stores.first().map_or(1, |s| s.id);
@@ -374,7 +376,7 @@ mod tests {
         let addrs: Vec<SocketAddr> = (0..members)
             .map(|i| SocketAddr::from(([127, 0, 0, 1], 1000 + i as u16)))
             .collect();
-        Cluster::new(1, "v5.1.0".into(), &addrs, vec![], tso)
+        Cluster::new(1, "v5.1.0".into(), &addrs, "http", vec![], tso)
     }
 
     #[test]

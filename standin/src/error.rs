@@ -21,6 +21,16 @@ pub enum StandinError {
         #[source]
         source: etcd_client::Error,
     },
+    /// The TLS handshake with the real etcd failed: a CA that did not sign etcd's certificate,
+    /// or etcd refusing ours.
+    #[error("etcd at {endpoint}: TLS handshake failed: {failure}")]
+    EtcdTls {
+        endpoint: String,
+        failure: rcdc_tls::TlsFailure,
+    },
+    /// A TLS file (`--ca`, `--cert`, `--key`) cannot be used; the error names it.
+    #[error(transparent)]
+    Tls(#[from] rcdc_tls::TlsError),
     /// etcd answered but the request failed.
     #[error("etcd at {endpoint}: {what}: {source}")]
     Etcd {

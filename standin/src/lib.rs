@@ -1,13 +1,14 @@
 //! `cdc-standin pd`: a PD stand-in that speaks PD's real gRPC protocol with PD v5.1's
 //! semantics and faults, in front of a real etcd, so that `cdc server --pd http://<stand-in>`
-//! runs rcdc's production code path unchanged (target-design §8 "Stand-ins";
-//! `shared/design/tikv-pd-protocol.md` §5, §7(b)).
+//! (or `https://` with TLS) runs rcdc's production code path unchanged (target-design §8
+//! "Stand-ins"; `shared/design/tikv-pd-protocol.md` §5, §7(b)).
 //!
 //! ```text
 //! cdc-standin pd --etcd http://127.0.0.1:2379 \
 //!     --listen 127.0.0.1:2479,127.0.0.1:2579,127.0.0.1:2679 --data-dir /tmp/standin \
 //!     [--cluster-id N] [--store id=1,address=127.0.0.1:20160,version=5.1.0 ...] \
-//!     [--pd-version v5.1.0] [--tso-update-interval 50ms] [--tso-save-interval 3s]
+//!     [--pd-version v5.1.0] [--tso-update-interval 50ms] [--tso-save-interval 3s] \
+//!     [--ca ca.pem --cert pd.pem --key pd-key.pem]
 //! ```
 //!
 //! Each `--listen` address is one PD member (`pd-1`, `pd-2`, ...; `pd-1` starts as leader).
@@ -22,6 +23,14 @@
 //!   lock) forwarded to the real etcd, streams and trailers included ([`proxy`]);
 //! - HTTP/1.1: `GET /pd/api/v1/version` (`{"version":"v5.1.0"}`), `GET /pd/api/v1/health`, the
 //!   control routes below, and everything else (e.g. `GET /health`) forwarded to etcd.
+//!
+//! # TLS, like PD with `[security]` set
+//! With `--ca --cert --key` (given together) every member's port speaks only TLS ([`tls`]):
+//! ALPN `h2` for gRPC and `http/1.1` for the HTTP routes, a client certificate signed by the
+//! CA required (PD with `cert-allowed-cn` unset), member URLs `https://`. A refused handshake
+//! is logged naming the client's address. An `https://` `--etcd` is dialled with the same CA
+//! and certificate, by the stand-in's etcd client and by the forwarding alike; a certificate
+//! problem with it stops the start naming etcd's URL and why.
 //!
 //! # State kept like PD keeps it
 //! - The cluster id in etcd at `/pd/cluster_id` (8 bytes big-endian), created on a fresh etcd.
@@ -42,20 +51,25 @@ pub mod meta;
 pub mod pd;
 pub mod proxy;
 pub mod server;
+pub mod tls;
 pub mod tso;
 
 use std::ffi::OsString;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use tokio::net::TcpListener;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 use crate::cli::{Cli, Command, PdArgs};
 use crate::cluster::{Cluster, Store, StoreState};
 use crate::error::{Result, StandinError};
 use crate::pd::{GcState, PdService};
 use crate::server::Dispatcher;
+use crate::tls::StandinTls;
 use crate::tso::{Clock, SystemClock, Tso};
 
 /// What `GET /pd/api/v1/version` reports unless `--pd-version` says otherwise.
@@ -163,44 +177,32 @@ fn fresh_cluster_id(clock: &dyn Clock) -> u64 {
 /// Binds every member, connects etcd, opens the data dir and starts serving. Everything that
 /// can fail at start fails here, naming the address, endpoint or path.
 pub async fn start(args: PdArgs) -> Result<Standin> {
-    if args.ca.is_some() || args.cert.is_some() || args.key.is_some() {
-        return Err(StandinError::Config(
-            "--ca/--cert/--key: TLS is not supported by cdc-standin yet".into(),
-        ));
-    }
-    let proxy = proxy::EtcdProxy::new(&args.etcd)?;
-    let mut listeners = Vec::new();
-    for addr in &args.listen {
-        listeners.push(server::bind(*addr).await?);
-    }
-    let addrs = listeners
-        .iter()
-        .zip(&args.listen)
-        .map(|(l, a)| {
-            l.local_addr()
-                .map_err(|source| StandinError::Bind { addr: *a, source })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    rcdc_tls::install_crypto_provider();
+    let tls = StandinTls::load(&args)?;
+    let etcd_tls = tls::etcd_link(&args.etcd, tls.as_ref())?;
+    let acceptor = match &tls {
+        Some(tls) => Some(TlsAcceptor::from(tls.server_config()?)),
+        None => None,
+    };
+    let proxy = proxy::EtcdProxy::new(&args.etcd, etcd_tls)?;
+    let (listeners, addrs) = bind_all(&args.listen).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (kv, cluster_id) =
-        meta::connect(&args.etcd, args.cluster_id, fresh_cluster_id(&*clock)).await?;
+    let (kv, cluster_id) = meta::connect(
+        &args.etcd,
+        etcd_tls,
+        args.cluster_id,
+        fresh_cluster_id(&*clock),
+    )
+    .await?;
     let save_ms = i64::try_from(args.tso_save_interval.as_millis()).unwrap_or(i64::MAX);
     let tso = Arc::new(Tso::open(&args.data_dir, clock, save_ms)?);
-    let stores = if args.stores.is_empty() {
-        vec![Store {
-            id: 1,
-            address: "127.0.0.1:20160".into(),
-            version: DEFAULT_STORE_VERSION.into(),
-            state: StoreState::Up,
-        }]
-    } else {
-        args.stores.into_iter().map(|s| s.0).collect()
-    };
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
     let cluster = Arc::new(Cluster::new(
         cluster_id,
         args.pd_version,
         &addrs,
-        stores,
+        scheme,
+        stores(args.stores),
         tso.clone(),
     ));
     let gc = Arc::new(GcState::new(gc::ServiceSafePoints::new(kv)));
@@ -213,7 +215,8 @@ pub async fn start(args: PdArgs) -> Result<Standin> {
             proxy: proxy.clone(),
             http: http::router(cluster.clone()),
         };
-        tasks.spawn(server::run_member(i, cluster.clone(), dispatcher, listener));
+        let member = server::Member::new(i, cluster.clone(), dispatcher, acceptor.clone());
+        tasks.spawn(member.run(listener));
     }
     let members: Vec<String> = cluster
         .members
@@ -227,6 +230,36 @@ pub async fn start(args: PdArgs) -> Result<Standin> {
         members.join(",")
     );
     Ok(Standin { cluster, tasks })
+}
+
+/// Binds every `--listen` address; returns the listeners and their real addresses (port 0
+/// picked one).
+async fn bind_all(listen: &[SocketAddr]) -> Result<(Vec<TcpListener>, Vec<SocketAddr>)> {
+    let mut listeners = Vec::new();
+    let mut addrs = Vec::new();
+    for addr in listen {
+        let listener = server::bind(*addr).await?;
+        addrs.push(listener.local_addr().map_err(|source| StandinError::Bind {
+            addr: *addr,
+            source,
+        })?);
+        listeners.push(listener);
+    }
+    Ok((listeners, addrs))
+}
+
+/// The `--store` flags, or one default store.
+fn stores(specs: Vec<cli::StoreSpec>) -> Vec<Store> {
+    if specs.is_empty() {
+        vec![Store {
+            id: 1,
+            address: "127.0.0.1:20160".into(),
+            version: DEFAULT_STORE_VERSION.into(),
+            state: StoreState::Up,
+        }]
+    } else {
+        specs.into_iter().map(|s| s.0).collect()
+    }
 }
 
 fn pd_handler(svc: PdService) -> server::PdHandler {

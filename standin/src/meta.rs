@@ -8,6 +8,7 @@ use std::time::Duration;
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp};
 
 use crate::error::{Result, StandinError};
+use crate::tls::StandinTls;
 
 /// PD's key for the cluster id.
 const CLUSTER_ID_KEY: &str = "/pd/cluster_id";
@@ -34,14 +35,25 @@ impl std::fmt::Debug for PdKv {
 /// Connects to etcd and reads (or, on a fresh etcd, creates) the cluster id, as PD's
 /// `initOrGetClusterID` does: one txn that writes the id only if the key was never created.
 /// `requested` fixes the id of a fresh cluster; on an etcd that has one already it must match.
-pub async fn connect(endpoint: &str, requested: Option<u64>, fresh_id: u64) -> Result<(PdKv, u64)> {
+/// `tls`: how to reach an `https://` etcd (see [`crate::tls::etcd_link`]); a certificate
+/// problem is an error naming etcd and why.
+pub async fn connect(
+    endpoint: &str,
+    tls: Option<&StandinTls>,
+    requested: Option<u64>,
+    fresh_id: u64,
+) -> Result<(PdKv, u64)> {
     let unreachable = |source| StandinError::EtcdUnreachable {
         endpoint: endpoint.to_string(),
         source,
     };
-    let opts = ConnectOptions::new()
+    let mut opts = ConnectOptions::new()
         .with_connect_timeout(REQUEST_TIMEOUT)
         .with_timeout(REQUEST_TIMEOUT);
+    if let Some(tls) = tls {
+        tls.probe_etcd(endpoint).await?;
+        opts = opts.with_tls(tls.etcd_options());
+    }
     let client = Client::connect([endpoint], Some(opts))
         .await
         .map_err(unreachable)?;

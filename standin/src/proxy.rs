@@ -1,10 +1,12 @@
 //! Forwarding to the real etcd, as PD's embedded etcd answers on PD's own port.
 //!
-//! gRPC (HTTP/2) requests for anything but `pdpb.PD` go to etcd over one multiplexed h2c
-//! connection; bodies stream both ways frame by frame and trailers pass through, so Watch and
-//! LeaseKeepAlive streams behave as on etcd itself. Plain HTTP that is not PD's API or the
-//! stand-in's control surface (`/health`, `/version`, the `/v3/` JSON gateway...) goes to etcd
-//! over HTTP/1.1.
+//! gRPC (HTTP/2) requests for anything but `pdpb.PD` go to etcd over one multiplexed HTTP/2
+//! connection (h2c, or h2 over TLS for an `https://` etcd); bodies stream both ways frame by
+//! frame and trailers pass through, so Watch and LeaseKeepAlive streams behave as on etcd
+//! itself. Plain HTTP that is not PD's API or the stand-in's control surface (`/health`,
+//! `/version`, the `/v3/` JSON gateway...) goes to etcd over HTTP/1.1 (over TLS likewise).
+//! Over TLS the stand-in presents its own certificate to etcd: the client's certificate ends
+//! at the stand-in, as it ends at PD, whose embedded etcd is in-process.
 
 use std::time::Duration;
 
@@ -13,51 +15,92 @@ use http::header::{HeaderName, CONNECTION, HOST, TRANSFER_ENCODING, UPGRADE};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::TokioExecutor;
 
 use crate::error::{Result, StandinError};
+use crate::tls::StandinTls;
 
 /// How long opening a connection to etcd may take before the request fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// A forwarder to one etcd client URL (`http://host:port`).
+/// A forwarder to one etcd client URL (`http://host:port` or `https://host:port`).
 #[derive(Clone, Debug)]
 pub struct EtcdProxy {
-    grpc: Client<HttpConnector, Incoming>,
-    http1: Client<HttpConnector, Incoming>,
+    grpc: EtcdClient,
+    http1: EtcdClient,
     scheme: Scheme,
     authority: Authority,
     endpoint: String,
 }
 
+/// A pooled HTTP client to etcd, plain or over TLS (the connector types differ).
+#[derive(Clone, Debug)]
+enum EtcdClient {
+    Plain(Client<HttpConnector, Incoming>),
+    Tls(Client<HttpsConnector<HttpConnector>, Incoming>),
+}
+
+impl EtcdClient {
+    fn request(&self, req: Request<Incoming>) -> ResponseFuture {
+        match self {
+            Self::Plain(c) => c.request(req),
+            Self::Tls(c) => c.request(req),
+        }
+    }
+}
+
+fn connector() -> HttpConnector {
+    let mut c = HttpConnector::new();
+    c.set_nodelay(true);
+    c.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    // The TLS connector wraps this one for https:// URIs.
+    c.enforce_http(false);
+    c
+}
+
 impl EtcdProxy {
-    /// A forwarder to `endpoint`. Only `http://` is served: TLS is not supported yet.
-    pub fn new(endpoint: &str) -> Result<Self> {
+    /// A forwarder to `endpoint`; `tls` is how to reach it over TLS (see
+    /// [`crate::tls::etcd_link`]), `None` for a plain etcd.
+    pub fn new(endpoint: &str, tls: Option<&StandinTls>) -> Result<Self> {
         let bad = |why: String| StandinError::Config(format!("--etcd {endpoint}: {why}"));
         let uri: Uri = endpoint.parse().map_err(|e| bad(format!("{e}")))?;
-        let scheme = uri.scheme().cloned().unwrap_or(Scheme::HTTP);
-        if scheme != Scheme::HTTP {
-            return Err(bad(
-                "only http:// is supported (TLS is not supported yet)".into()
-            ));
-        }
         let authority = uri
             .authority()
             .cloned()
             .ok_or_else(|| bad("no host:port".into()))?;
-        let connector = || {
-            let mut c = HttpConnector::new();
-            c.set_nodelay(true);
-            c.set_connect_timeout(Some(CONNECT_TIMEOUT));
-            c
+        let grpc_builder = || {
+            let mut b = Client::builder(TokioExecutor::new());
+            b.http2_only(true).http2_adaptive_window(true);
+            b
         };
-        let grpc = Client::builder(TokioExecutor::new())
-            .http2_only(true)
-            .http2_adaptive_window(true)
-            .build(connector());
-        let http1 = Client::builder(TokioExecutor::new()).build(connector());
+        let (grpc, http1, scheme) = match tls {
+            None => (
+                EtcdClient::Plain(grpc_builder().build(connector())),
+                EtcdClient::Plain(Client::builder(TokioExecutor::new()).build(connector())),
+                Scheme::HTTP,
+            ),
+            Some(tls) => {
+                // ALPN h2 for gRPC; none for HTTP/1.1 (Go's TLS lets such clients on).
+                let h2 = HttpsConnectorBuilder::new()
+                    .with_tls_config(tls.etcd_client_config()?)
+                    .https_only()
+                    .enable_http2()
+                    .wrap_connector(connector());
+                let h1 = HttpsConnectorBuilder::new()
+                    .with_tls_config(tls.etcd_client_config()?)
+                    .https_only()
+                    .enable_http1()
+                    .wrap_connector(connector());
+                (
+                    EtcdClient::Tls(grpc_builder().build(h2)),
+                    EtcdClient::Tls(Client::builder(TokioExecutor::new()).build(h1)),
+                    Scheme::HTTPS,
+                )
+            }
+        };
         Ok(Self {
             grpc,
             http1,
@@ -78,12 +121,9 @@ impl EtcdProxy {
         match self.grpc.request(req).await {
             Ok(resp) => resp.map(Body::new),
             Err(e) => {
-                tracing::warn!(%path, endpoint = %self.endpoint, error = %e, "forward to etcd");
-                tonic::Status::unavailable(format!(
-                    "etcd at {} unreachable through the stand-in: {e}",
-                    self.endpoint
-                ))
-                .into_http()
+                let why = self.failure(&e);
+                tracing::warn!(%path, error = %why, "forward to etcd");
+                tonic::Status::unavailable(why).into_http()
             }
         }
     }
@@ -97,12 +137,21 @@ impl EtcdProxy {
         };
         match self.http1.request(req).await {
             Ok(resp) => resp.map(Body::new),
-            Err(e) => text(
-                StatusCode::BAD_GATEWAY,
-                format!(
-                    "etcd at {} unreachable through the stand-in: {e}",
-                    self.endpoint
-                ),
+            Err(e) => text(StatusCode::BAD_GATEWAY, self.failure(&e)),
+        }
+    }
+
+    /// Why etcd could not be reached, naming it: a TLS handshake failure in its terms,
+    /// anything else as the client reports it.
+    fn failure(&self, e: &hyper_util::client::legacy::Error) -> String {
+        match rcdc_tls::tls_failure(e) {
+            Some(failure) => format!(
+                "etcd at {}: TLS handshake failed through the stand-in: {failure}",
+                self.endpoint
+            ),
+            None => format!(
+                "etcd at {} unreachable through the stand-in: {e}",
+                self.endpoint
             ),
         }
     }

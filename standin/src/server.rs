@@ -2,6 +2,10 @@
 //! `pdpb.PD` (answered here) and for etcd's services (forwarded), and HTTP/1.1 for PD's API,
 //! the control surface and etcd's plain HTTP.
 //!
+//! With `--ca --cert --key` every connection is TLS first ([`crate::tls`]): a client without
+//! a certificate the CA signed is refused in the handshake, and the refusal is logged naming
+//! the client's address.
+//!
 //! A member taken down closes its listener and drops every open connection, so clients see
 //! what a killed PD process gives them: connections reset, new ones refused. (Answering every
 //! RPC `Unavailable` instead would look like a live PD that lost its leadership, a different
@@ -18,9 +22,10 @@ use http::{Request, Response, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
 
 use crate::cluster::Cluster;
@@ -29,6 +34,8 @@ use crate::proxy::EtcdProxy;
 
 /// How often a member that could not re-bind its address tries again.
 const REBIND_RETRY: Duration = Duration::from_millis(200);
+/// How long a client gets to finish its TLS handshake; a silent one must not hold a task.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The gRPC `pdpb.PD` service of one member.
 pub type PdHandler =
@@ -76,29 +83,80 @@ impl Dispatcher {
     }
 }
 
-/// Serves member `index` until the process ends: accept while the member is up; when it goes
-/// down, close the listener and every connection; when it comes back, bind again.
-pub async fn run_member(
+/// One member's serving loop: its listener, what it dispatches to, and its TLS.
+pub struct Member {
     index: usize,
     cluster: Arc<Cluster>,
     dispatcher: Dispatcher,
-    listener: TcpListener,
-) {
-    let addr = cluster.members[index].addr;
-    let name = cluster.members[index].name.clone();
-    let mut up = cluster.watch_up(index);
-    let mut listener = Some(listener);
-    loop {
-        let l = match listener.take() {
-            Some(l) => l,
-            None => match rebind(addr, &name, &mut up).await {
+    /// `Some` when the stand-in serves TLS: every connection must complete a handshake with
+    /// a client certificate the CA signed before any byte of HTTP is read.
+    tls: Option<TlsAcceptor>,
+}
+
+impl Member {
+    pub fn new(
+        index: usize,
+        cluster: Arc<Cluster>,
+        dispatcher: Dispatcher,
+        tls: Option<TlsAcceptor>,
+    ) -> Self {
+        Self {
+            index,
+            cluster,
+            dispatcher,
+            tls,
+        }
+    }
+
+    /// Serves until the process ends: accept while the member is up; when it goes down,
+    /// close the listener and every connection; when it comes back, bind again.
+    pub async fn run(self, listener: TcpListener) {
+        let addr = self.cluster.members[self.index].addr;
+        let name = self.cluster.members[self.index].name.clone();
+        let mut up = self.cluster.watch_up(self.index);
+        let mut listener = Some(listener);
+        loop {
+            let l = match listener.take() {
                 Some(l) => l,
-                None => return,
-            },
-        };
-        tracing::info!(member = %name, %addr, "serving");
-        serve_until_down(l, &dispatcher, &mut up).await;
-        tracing::warn!(member = %name, %addr, "member down: listener closed, connections dropped");
+                None => match rebind(addr, &name, &mut up).await {
+                    Some(l) => l,
+                    None => return,
+                },
+            };
+            tracing::info!(member = %name, %addr, tls = self.tls.is_some(), "serving");
+            self.serve_until_down(l, &name, &mut up).await;
+            tracing::warn!(member = %name, %addr, "member down: listener closed, connections dropped");
+        }
+    }
+
+    /// Accepts connections until the member goes down; dropping the `JoinSet` then aborts
+    /// every connection task (handshakes included), which closes their sockets.
+    async fn serve_until_down(
+        &self,
+        listener: TcpListener,
+        name: &str,
+        up: &mut watch::Receiver<bool>,
+    ) {
+        let mut conns = JoinSet::new();
+        loop {
+            tokio::select! {
+                // Down, or the cluster is gone: either way stop serving.
+                _ = wait_up(up, false) => return,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        let (d, tls) = (self.dispatcher.clone(), self.tls.clone());
+                        conns.spawn(serve_conn(stream, peer, d, tls, name.to_owned()));
+                    }
+                    Err(e) => {
+                        // Out of descriptors and the like: keep the listener, back off a little.
+                        tracing::warn!(error = %e, "accept");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                },
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        }
     }
 }
 
@@ -123,34 +181,6 @@ async fn rebind(
     }
 }
 
-/// Accepts connections until the member goes down; dropping the `JoinSet` then aborts every
-/// connection task, which closes their sockets.
-async fn serve_until_down(
-    listener: TcpListener,
-    dispatcher: &Dispatcher,
-    up: &mut watch::Receiver<bool>,
-) {
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            // Down, or the cluster is gone: either way stop serving.
-            _ = wait_up(up, false) => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    conns.spawn(serve_conn(stream, peer, dispatcher.clone()));
-                }
-                Err(e) => {
-                    // Out of descriptors and the like: keep the listener, back off a little.
-                    tracing::warn!(error = %e, "accept");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-        }
-    }
-}
-
 /// Waits until the member's up flag is `want` (the guard `wait_for` returns is not `Send`, so
 /// it is dropped here). `Err` when the cluster is gone.
 async fn wait_up(
@@ -160,18 +190,55 @@ async fn wait_up(
     up.wait_for(|u| *u == want).await.map(|_| ())
 }
 
-async fn serve_conn(stream: tokio::net::TcpStream, peer: SocketAddr, dispatcher: Dispatcher) {
+/// Serves one connection: plain, or after a TLS handshake. A refused handshake (no client
+/// certificate, another CA's, an expired one, not TLS at all) is logged naming the peer.
+async fn serve_conn(
+    stream: TcpStream,
+    peer: SocketAddr,
+    dispatcher: Dispatcher,
+    tls: Option<TlsAcceptor>,
+    member: String,
+) {
+    let Some(acceptor) = tls else {
+        return serve_http(TokioIo::new(stream), None, peer, dispatcher).await;
+    };
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => {
+            // What ALPN agreed fixes the protocol: gRPC clients ask for h2, and an h2 server
+            // must speak first (its SETTINGS), which the auto-detecting builder would not do
+            // until the client's preface arrived.
+            let alpn = stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+            serve_http(TokioIo::new(stream), alpn, peer, dispatcher).await
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(%member, %peer, error = %e, "client refused: TLS handshake failed")
+        }
+        Err(_) => tracing::warn!(%member, %peer, "client refused: TLS handshake timed out"),
+    }
+}
+
+/// Serves HTTP/1.1 and HTTP/2 on `io`: the protocol ALPN agreed, or without one (plain, or a
+/// TLS client that offered none) the one the client's first bytes show.
+async fn serve_http<I>(io: TokioIo<I>, alpn: Option<Vec<u8>>, peer: SocketAddr, d: Dispatcher)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let svc = hyper::service::service_fn(move |req| {
-        let d = dispatcher.clone();
+        let d = d.clone();
         async move { Ok::<_, Infallible>(d.handle(req).await) }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder = match alpn.as_deref() {
+        Some(b"h2") => builder.http2_only(),
+        Some(b"http/1.1") => builder.http1_only(),
+        _ => builder,
+    };
     // etcd's and PD's gRPC clients keep long streams open; answer their pings promptly.
     builder
         .http2()
         .timer(hyper_util::rt::TokioTimer::new())
         .adaptive_window(true);
-    if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
+    if let Err(e) = builder.serve_connection(io, svc).await {
         tracing::debug!(%peer, error = %e, "connection ended");
     }
 }

@@ -46,6 +46,7 @@ pub fn spawn_ready(bin: &str, args: &[String], log: &Path) -> (Child, String) {
 /// A running stand-in: its process, member URLs and cluster id.
 pub struct Standin {
     pub child: Child,
+    /// As the ready line names them: `https://` when the stand-in serves TLS.
     pub urls: Vec<String>,
     pub cluster_id: u64,
 }
@@ -74,9 +75,20 @@ impl Standin {
             .find_map(|w| w.strip_prefix("cluster_id="))
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("no cluster id in {line:?}"));
+        // `members=pd-1=http://127.0.0.1:1,pd-2=...`
+        let urls: Vec<String> = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("members="))
+            .map(|list| {
+                list.split(',')
+                    .filter_map(|m| m.split_once('=').map(|(_, url)| url.to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(urls.len(), members, "member URLs in {line:?}");
         Self {
             child,
-            urls: listen.iter().map(|a| format!("http://{a}")).collect(),
+            urls,
             cluster_id,
         }
     }

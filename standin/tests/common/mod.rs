@@ -6,10 +6,14 @@ use std::time::Duration;
 
 use clap::Parser;
 use rcdc_proto::pdpb::{self, pd_client::PdClient};
-use rcdc_reactor::testing::EtcdHarness;
+use rcdc_reactor::testing::{EtcdHarness, EtcdTls};
 use rcdc_standin::cli::PdArgs;
 use rcdc_standin::Standin;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig};
+
+#[path = "../../../tests/common/certs.rs"]
+pub mod certs;
+use certs::{PemPair, TestPki};
 
 pub struct Fixture {
     pub etcd: EtcdHarness,
@@ -20,7 +24,11 @@ pub struct Fixture {
 
 /// etcd, then a stand-in with `members` members on free loopback ports (and `extra` flags).
 pub async fn start(members: usize, extra: &[&str]) -> Fixture {
-    let etcd = EtcdHarness::start().await;
+    start_on(EtcdHarness::start().await, members, extra).await
+}
+
+/// `members` stand-in members on free loopback ports in front of `etcd` (and `extra` flags).
+pub async fn start_on(etcd: EtcdHarness, members: usize, extra: &[&str]) -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
     let listen = vec!["127.0.0.1:0"; members].join(",");
     let data_dir = dir.path().display().to_string();
@@ -61,17 +69,99 @@ impl Fixture {
         header(self.cluster_id)
     }
 
-    /// A client of the real etcd, bypassing the stand-in (to see what it stored).
+    /// A client of the real etcd, bypassing the stand-in (to see what it stored); over TLS
+    /// with the harness's certificate when etcd serves TLS.
     pub async fn etcd_direct(&self) -> etcd_client::Client {
-        etcd_client::Client::connect([self.etcd.client_url()], None)
-            .await
-            .expect("connect etcd")
+        self.etcd.store().await.client().clone()
     }
 
     /// `PUT`/`POST` a control route on member 0 and return (status, body).
     pub async fn control(&self, method: &str, path: &str, body: &str) -> (u16, String) {
         control(&self.url(0), method, path, body).await
     }
+}
+
+/// A CA and the certificates of a TLS cluster: etcd's, the stand-in's, a client's.
+pub struct Pki {
+    pub pki: TestPki,
+    pub standin: PemPair,
+    pub client: PemPair,
+}
+
+impl Pki {
+    pub fn new() -> Self {
+        let pki = TestPki::new("rcdc test CA");
+        let standin = pki.issue("pd", "pd");
+        let client = pki.issue("client", "cdc");
+        Self {
+            pki,
+            standin,
+            client,
+        }
+    }
+
+    /// An etcd serving only https:// and requiring a certificate this CA signed.
+    pub async fn etcd(&self) -> EtcdHarness {
+        let server = self.pki.issue("etcd", "etcd");
+        let harness = self.pki.issue("harness", "harness");
+        EtcdHarness::start_tls(EtcdTls {
+            ca: self.pki.ca.clone(),
+            server_cert: server.cert,
+            server_key: server.key,
+            client_cert: harness.cert,
+            client_key: harness.key,
+        })
+        .await
+    }
+
+    /// The stand-in's TLS flags: this CA, the stand-in's certificate.
+    pub fn flags(&self) -> Vec<String> {
+        let p = |p: &std::path::Path| p.display().to_string();
+        vec![
+            "--ca".into(),
+            p(&self.pki.ca),
+            "--cert".into(),
+            p(&self.standin.cert),
+            "--key".into(),
+            p(&self.standin.key),
+        ]
+    }
+
+    /// A client trusting `ca`, presenting `own` (tonic's and etcd-client's TLS).
+    pub fn grpc_tls(ca: &std::path::Path, own: Option<&PemPair>) -> ClientTlsConfig {
+        let read = |p: &std::path::Path| std::fs::read(p).expect("test PEM");
+        let config = ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(read(ca)));
+        match own {
+            Some(own) => config.identity(tonic::transport::Identity::from_pem(
+                read(&own.cert),
+                read(&own.key),
+            )),
+            None => config,
+        }
+    }
+}
+
+/// A TLS etcd and a TLS stand-in with `members` members in front of it.
+pub async fn start_tls(pki: &Pki, members: usize) -> Fixture {
+    rcdc_tls::install_crypto_provider();
+    let flags = pki.flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    start_on(pki.etcd().await, members, &flags).await
+}
+
+/// A PD client of `url` over TLS, trusting `pki`'s CA and presenting its client certificate.
+pub async fn pd_tls(url: &str, pki: &Pki) -> PdClient<Channel> {
+    let channel = Channel::from_shared(url.to_string())
+        .expect("url")
+        .tls_config(Pki::grpc_tls(&pki.pki.ca, Some(&pki.client)))
+        .expect("TLS config")
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    PdClient::new(channel)
 }
 
 pub async fn pd(url: &str) -> PdClient<Channel> {
