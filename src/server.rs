@@ -91,9 +91,6 @@ pub enum ServerError {
     EtcdTls(#[from] EndpointError),
 }
 
-/// How long the start-up TLS probe waits for each etcd endpoint.
-const TLS_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// Runs one capture until `shutdown` becomes true.
 pub async fn serve(
     config: ServerConfig,
@@ -108,7 +105,12 @@ pub async fn serve(
     let tls = config.security.server_config()?;
     tracing::info!(addr = %config.addr, scheme = config.security.scheme(), "status server listening");
     // A certificate problem is a configuration error, not an outage to wait out.
-    crate::security::probe_etcd(&config.endpoints, &config.security, TLS_PROBE_TIMEOUT).await?;
+    crate::security::probe_etcd(
+        &config.endpoints,
+        &config.security,
+        crate::security::PROBE_TIMEOUT,
+    )
+    .await?;
     // Table pipelines get threads of their own, apart from the session keep-alive, the etcd
     // workers and the API on this runtime (see `pipeline::executor`).
     let data_plane = DataPlaneRuntime::start(DataPlaneRuntimeConfig::default())?;

@@ -197,9 +197,6 @@ fn read_config(
         .map_err(|e| anyhow!("{}: {e}", p.display()))
 }
 
-/// How long the TLS probe waits for each etcd endpoint.
-const TLS_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// Runs one `cdc cli` command.
 pub async fn run(args: CliArgs) -> anyhow::Result<()> {
     rcdc::logging::parse_level(&args.log_level).map_err(|e| anyhow!(e))?;
@@ -213,7 +210,7 @@ pub async fn run(args: CliArgs) -> anyhow::Result<()> {
     .load(Role::Client)?;
     rcdc::config::check_endpoint_schemes(&endpoints, security.is_tls())?;
     // Without it a certificate problem would surface as "etcd unavailable" after a timeout.
-    rcdc::security::probe_etcd(&endpoints, &security, TLS_PROBE_TIMEOUT).await?;
+    rcdc::security::probe_etcd(&endpoints, &security, rcdc::security::PROBE_TIMEOUT).await?;
     let config = EtcdStoreConfig {
         tls: security.client_tls_config(),
         ..EtcdStoreConfig::default()

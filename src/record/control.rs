@@ -104,12 +104,23 @@ fn allowed(dir: &Path, roots: &[PathBuf]) -> Result<PathBuf, RecordingError> {
         return Err(refuse());
     }
     let abs = std::path::absolute(dir).map_err(|_| refuse())?;
-    roots
-        .iter()
-        .filter_map(|r| std::path::absolute(r).ok())
-        .any(|r| abs.starts_with(r))
-        .then_some(abs)
-        .ok_or_else(refuse)
+    let inside = |path: &Path, resolve: fn(&Path) -> std::io::Result<PathBuf>| {
+        roots
+            .iter()
+            .filter_map(|r| resolve(r).ok())
+            .any(|r| path.starts_with(r))
+    };
+    if !inside(&abs, |p| std::path::absolute(p)) {
+        return Err(refuse());
+    }
+    // A symlink under a root may point elsewhere: the deepest part of the path that exists
+    // must resolve inside a resolved root too, before anything is created.
+    let existing = abs.ancestors().find(|a| a.exists()).unwrap_or(&abs);
+    let resolved = std::fs::canonicalize(existing).map_err(|_| refuse())?;
+    if !inside(&resolved, |p| std::fs::canonicalize(p)) {
+        return Err(refuse());
+    }
+    Ok(abs)
 }
 
 /// The capture-wide recording switch, shared by its reactors and the HTTP API.

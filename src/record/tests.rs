@@ -292,6 +292,18 @@ fn the_api_may_point_recording_only_inside_the_allowed_dirs() {
             bad.display()
         );
     }
+    // A symlink inside the root that points outside it does not get out.
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.path().join("link")).unwrap();
+    let err = control
+        .set(true, Some(root.path().join("link/rec")))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("must be inside"), "{err}");
+    assert!(
+        !outside.path().join("rec").exists(),
+        "nothing created outside"
+    );
     let none = RecordingControl::new(RecordingSettings::default());
     let err = none.set(true, Some(root.path().to_owned())).unwrap_err();
     assert!(err

@@ -39,6 +39,9 @@ pub struct EndpointError {
     pub failure: TlsFailure,
 }
 
+/// How long the start-up TLS probe waits for each endpoint (`cdc server`, `cdc cli`).
+pub const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// With TLS on, shakes hands with each etcd (or PD) endpoint, so that a certificate problem
 /// stops the process at start naming the endpoint, instead of being retried as an outage
 /// forever. Endpoints that do not answer are not an error here (the capture waits for etcd).

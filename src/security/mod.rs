@@ -25,7 +25,7 @@ use std::time::Duration;
 use rcdc_tls::{CaFile, OwnIdentity};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
-pub use failure::{api_tls_failure, probe_etcd, EndpointError, Service};
+pub use failure::{api_tls_failure, probe_etcd, EndpointError, Service, PROBE_TIMEOUT};
 pub use rcdc_tls::{
     common_names, install_crypto_provider, tls_failure, PemFile, TlsError, TlsFailure,
 };
