@@ -312,24 +312,7 @@ async fn changefeed(
                 upstream,
                 config: read_config(&flags.config)?,
             };
-            // The start-ts is checked against the changefeed's upstream as the captures see
-            // it: its --upstream, else the cluster's default — the TiDB cluster itself when
-            // --pd is a PD (as TiCDC's CLI asks PD), else what the owner says.
-            let pd = super::cli_pd::probe(api.pd, api.security).await?;
-            let default_upstream = match &pd {
-                Some(_) => rcdc::upstream::pd::pd_uri(api.pd),
-                None => cluster_default_upstream(meta, &api).await,
-            };
-            let guard =
-                super::cli_pd::create_guard(default_upstream, new.upstream.as_deref(), pd).await?;
-            let now = rcdc::reactor::SystemClock.now_ms();
-            let (id, info) = meta.create_changefeed(new, now, &guard).await?;
-            let mut shown = serde_json::to_value(&info)?;
-            if let Some(uri) = shown.get_mut("sink-uri") {
-                *uri = json!(rcdc::sink::mask_uri(&info.sink_uri));
-            }
-            println!("Create changefeed successfully!\nID: {id}\nInfo: {shown}");
-            Ok(())
+            create(meta, api, new).await
         }
         ChangefeedCommand::Update {
             id,
@@ -408,6 +391,26 @@ async fn changefeed(
         }
         ChangefeedCommand::Remove { id, force: _ } => owner_action(meta, api, &id, "remove").await,
     }
+}
+
+/// `changefeed create`: checks the start-ts against the changefeed's upstream as the captures
+/// see it — its --upstream, else the cluster's default: the TiDB cluster itself when --pd is a
+/// PD (as TiCDC's CLI asks PD), else what the owner says — then writes the changefeed.
+async fn create(meta: &Meta, api: Api<'_>, new: NewChangefeed) -> anyhow::Result<()> {
+    let pd = super::cli_pd::probe(api.pd, api.security).await?;
+    let default_upstream = match &pd {
+        Some(_) => rcdc::upstream::pd::pd_uri(api.pd),
+        None => cluster_default_upstream(meta, &api).await,
+    };
+    let guard = super::cli_pd::create_guard(default_upstream, new.upstream.as_deref(), pd).await?;
+    let now = rcdc::reactor::SystemClock.now_ms();
+    let (id, info) = meta.create_changefeed(new, now, &guard).await?;
+    let mut shown = serde_json::to_value(&info)?;
+    if let Some(uri) = shown.get_mut("sink-uri") {
+        *uri = json!(rcdc::sink::mask_uri(&info.sink_uri));
+    }
+    println!("Create changefeed successfully!\nID: {id}\nInfo: {shown}");
+    Ok(())
 }
 
 /// The default upstream of a cluster on a plain etcd, from the owner's (or `--server`'s)
