@@ -399,7 +399,7 @@ async fn changefeed(
 async fn create(meta: &Meta, api: Api<'_>, new: NewChangefeed) -> anyhow::Result<()> {
     let pd = super::cli_pd::probe(api.pd, api.security).await?;
     let default_upstream = match &pd {
-        Some(_) => rcdc::upstream::pd::pd_uri(api.pd),
+        Some(_) => (rcdc::upstream::pd::pd_uri(api.pd), None),
         None => cluster_default_upstream(meta, &api).await,
     };
     let guard = super::cli_pd::create_guard(default_upstream, new.upstream.as_deref(), pd).await?;
@@ -414,9 +414,9 @@ async fn create(meta: &Meta, api: Api<'_>, new: NewChangefeed) -> anyhow::Result
 }
 
 /// The default upstream of a cluster on a plain etcd, from the owner's (or `--server`'s)
-/// `GET /config`. With no capture answering it is `cdc server`'s default, `demo://` (said in a
-/// warning).
-async fn cluster_default_upstream(meta: &Meta, api: &Api<'_>) -> String {
+/// `GET /config`. With no capture answering it is `cdc server`'s default, `demo://`, with the
+/// reason it may not be (for a warning).
+async fn cluster_default_upstream(meta: &Meta, api: &Api<'_>) -> (String, Option<String>) {
     let fetch = async {
         let address = capture_address(meta, api.server).await?;
         let config: Value = api
@@ -432,11 +432,14 @@ async fn cluster_default_upstream(meta: &Meta, api: &Api<'_>) -> String {
             .map(str::to_owned)
             .ok_or_else(|| anyhow!("no upstream in {address}'s /config"))
     };
-    fetch.await.unwrap_or_else(|e: anyhow::Error| {
-        let demo = rcdc::config::DEFAULT_UPSTREAM;
-        eprintln!("Warning: the cluster's default upstream is unknown ({e:#}); the start-ts is checked against {demo}, cdc server's default");
-        demo.to_owned()
-    })
+    match fetch.await {
+        Ok(uri) => (uri, None),
+        Err(e) => {
+            let demo = rcdc::config::DEFAULT_UPSTREAM;
+            let why = format!("the cluster's default upstream is unknown ({e:#}); the start-ts is checked against {demo}, cdc server's default");
+            (demo.to_owned(), Some(why))
+        }
+    }
 }
 
 /// Sends pause/resume/remove to the owner's API (or `--server`, which forwards).

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use anyhow::anyhow;
 use rcdc::data_plane::DataPlane;
+use rcdc::meta::{GuardError, StartTsGuard};
 use rcdc::security::Security;
+use rcdc::state::Ts;
 use rcdc::upstream::pd::PdUpstream;
 use rcdc_pd::{PdClient, PdError, PdOptions};
 
@@ -35,14 +37,52 @@ pub async fn probe(endpoints: &[String], security: &Security) -> anyhow::Result<
     }
 }
 
-/// The upstreams a create is checked against: `default_upstream` (the cluster's) and
-/// `explicit` (`--upstream`), each parsed on first use — except a TiDB cluster (`pd://`),
-/// served by `pd`, the client on the `--pd` endpoints.
+/// A create's [`StartTsGuard`]: the CLI's own data plane, and a warning to print if the
+/// cluster's default upstream — not known for sure — is the one asked.
+pub struct CreateGuard {
+    plane: DataPlane,
+    unsure: Option<String>,
+    warned: std::sync::atomic::AtomicBool,
+}
+
+impl CreateGuard {
+    fn warn_if_default(&self, upstream: Option<&str>) {
+        if let (None, Some(why)) = (upstream, &self.unsure) {
+            if !self.warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                eprintln!("Warning: {why}");
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl StartTsGuard for CreateGuard {
+    async fn current_ts(&self, upstream: Option<&str>) -> Result<Ts, GuardError> {
+        self.warn_if_default(upstream);
+        self.plane.current_ts(upstream).await
+    }
+
+    async fn protect(
+        &self,
+        upstream: Option<&str>,
+        service: &str,
+        ttl_secs: u64,
+        start: Ts,
+    ) -> Result<Ts, GuardError> {
+        self.warn_if_default(upstream);
+        self.plane.protect(upstream, service, ttl_secs, start).await
+    }
+}
+
+/// The upstreams a create is checked against: `default_upstream` (the cluster's; `unsure`
+/// says why it may not be, warned about only if it is used) and `explicit` (`--upstream`),
+/// each parsed on first use — except a TiDB cluster (`pd://`), served by `pd`, the client on
+/// the `--pd` endpoints.
 pub async fn create_guard(
-    default_upstream: String,
+    (default_upstream, unsure): (String, Option<String>),
     explicit: Option<&str>,
     pd: Option<PdClient>,
-) -> anyhow::Result<DataPlane> {
+) -> anyhow::Result<CreateGuard> {
     let plane = DataPlane::new(
         default_upstream.clone(),
         Arc::new(rcdc::reactor::SystemClock),
@@ -66,5 +106,9 @@ pub async fn create_guard(
             plane.register(uri, upstream.clone());
         }
     }
-    Ok(plane)
+    Ok(CreateGuard {
+        plane,
+        unsure,
+        warned: Default::default(),
+    })
 }
