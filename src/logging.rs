@@ -1,6 +1,7 @@
 //! Process logging (tracing): level, text or JSON, stderr or a file, and the level changeable
 //! at runtime through the API.
 
+use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -68,7 +69,8 @@ pub fn init(level: &str, file: Option<&Path>, format: LogFormat) -> Result<LogLe
         LogFormat::Text => registry
             .with(
                 tracing_subscriber::fmt::layer()
-                    .with_ansi(file.is_none())
+                    // Colour only for a person at a terminal, never in a file or a pipe.
+                    .with_ansi(file.is_none() && std::io::stderr().is_terminal())
                     .with_writer(writer),
             )
             .try_init(),

@@ -34,6 +34,14 @@ enum Command {
 
 fn main() {
     if let Err(e) = run(Cli::parse()) {
+        let reader_gone = e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        });
+        if reader_gone {
+            // `cdc cli ... | head`: the reader has what it wanted.
+            return;
+        }
         eprintln!("Error: {e:#}");
         std::process::exit(1);
     }

@@ -143,6 +143,10 @@ async fn a_server_on_pd_takes_its_time_gc_and_versions_from_pd() {
         !text.contains("TiKV store 1 at"),
         "store 1 is recent: {text}"
     );
+    assert!(
+        !text.contains('\u{1b}'),
+        "no colour codes in a log that is not a terminal (issue #15)"
+    );
     let config: Value = reqwest::get(format!("http://127.0.0.1:{port}/config"))
         .await
         .expect("GET /config")

@@ -101,9 +101,6 @@ pub fn changefeed_list(state: &GlobalState, filter: &StateFilter, tz: TimeZone) 
         v.insert("state".into(), json!(info.state.as_str()));
         v.insert("checkpoint_tso".into(), json!(ck.0));
         v.insert("checkpoint_time".into(), json!(tz.format(ck)));
-        // The v5 route on this path answered with dashed keys; kept for its scripts.
-        v.insert("checkpoint-tso".into(), json!(ck.0));
-        v.insert("checkpoint-time".into(), json!(tz.format(ck)));
         if let Some(e) = error_value(&info.error) {
             v.insert("error".into(), e);
         }

@@ -183,7 +183,7 @@ enum UnsafeCommand {
 }
 
 fn print(v: &Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    outln!("{}", serde_json::to_string_pretty(v)?)?;
     Ok(())
 }
 
@@ -265,9 +265,9 @@ pub async fn run(args: CliArgs) -> anyhow::Result<()> {
             let kvs = meta.raw().await?;
             for kv in &kvs {
                 let value = rcdc::api::mask_sink_uris(&String::from_utf8_lossy(&kv.value));
-                println!("Key: {}, Value: {value}", kv.key);
+                outln!("Key: {}, Value: {value}", kv.key)?;
             }
-            println!("Show {} KVs", kvs.len());
+            outln!("Show {} KVs", kvs.len())?;
             Ok(())
         }
     }
@@ -333,7 +333,7 @@ async fn changefeed(
             if let Some(uri) = shown.get_mut("sink-uri") {
                 *uri = json!(rcdc::sink::mask_uri(&info.sink_uri));
             }
-            println!("Update changefeed config successfully!\nID: {id}\nInfo: {shown}");
+            outln!("Update changefeed config successfully!\nID: {id}\nInfo: {shown}")?;
             Ok(())
         }
         ChangefeedCommand::List { all } => {
@@ -409,7 +409,7 @@ async fn create(meta: &Meta, api: Api<'_>, new: NewChangefeed) -> anyhow::Result
     if let Some(uri) = shown.get_mut("sink-uri") {
         *uri = json!(rcdc::sink::mask_uri(&info.sink_uri));
     }
-    println!("Create changefeed successfully!\nID: {id}\nInfo: {shown}");
+    outln!("Create changefeed successfully!\nID: {id}\nInfo: {shown}")?;
     Ok(())
 }
 

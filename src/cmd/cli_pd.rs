@@ -20,7 +20,7 @@ pub async fn tso_query(endpoints: &[String], security: &Security) -> anyhow::Res
         )
     })?;
     let ts = pd.get_ts().await.map_err(|e| anyhow!("{e}"))?;
-    println!("{ts}");
+    outln!("{ts}")?;
     Ok(())
 }
 

@@ -1,5 +1,14 @@
 //! The binary's subcommands (argument types and their edges; the work is in the library).
 
+/// `println!` that returns the write error instead of panicking, so a reader that went away
+/// (`cdc cli changefeed list -a | head -3`) ends the program quietly (see `main`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 pub mod cli;
 mod cli_pd;
 pub mod replay;

@@ -77,12 +77,12 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
             .as_deref()
             .map(|r| format!(" (ended: {r})"))
             .unwrap_or_default();
-        println!(
+        outln!(
             "{}: {role}: {} ticks reproduced, {} updates applied{resumed}{ended}",
             f.display(),
             report.ticks,
             report.updates,
-        );
+        )?;
     }
     Ok(())
 }
@@ -95,11 +95,11 @@ async fn dry_run(args: ReplayArgs) -> anyhow::Result<()> {
     let layout = KeyLayout::new(&args.cluster_prefix);
     // Read once, never write: the dry run works on a private copy.
     let kvs = Meta::new(Arc::new(store), layout.clone()).raw().await?;
-    println!(
+    outln!(
         "dry run over {} keys under {} (nothing is written)",
         kvs.len(),
         args.cluster_prefix
-    );
+    )?;
     let kvs = kvs.into_iter().map(|kv| (kv.key, kv.value)).collect();
     let plane = rcdc::data_plane::DataPlane::new(args.upstream.clone(), Arc::new(SystemClock));
     let mut out = std::io::stdout().lock();

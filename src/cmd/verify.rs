@@ -76,18 +76,18 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         rcdc::verify::verify(demo, &dir, &cf, start.prev(), at).map_err(|e| anyhow!(e))?;
     let mut bad = 0;
     for r in &reports {
-        println!(
+        outln!(
             "table {}: {} keys compared, {} mismatches",
             r.table,
             r.compared,
             r.mismatches.len()
-        );
+        )?;
         for m in r.mismatches.iter().take(5) {
-            println!("  {m}");
+            outln!("  {m}")?;
         }
         bad += r.mismatches.len();
     }
-    println!("verified at ts {at}: {bad} mismatches");
+    outln!("verified at ts {at}: {bad} mismatches")?;
     if bad > 0 {
         bail!("{bad} mismatches");
     }
