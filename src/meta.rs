@@ -20,7 +20,7 @@ use crate::data_plane::UPSTREAM_URI_FIELD;
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
     /// etcd failed or is unreachable.
-    #[error("etcd: {0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
     /// No such changefeed.
     #[error("changefeed {0} does not exist")]

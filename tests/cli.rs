@@ -347,3 +347,22 @@ async fn a_closed_stdout_ends_the_cli_quietly() {
         assert!(err.is_empty(), "{args:?}: quiet, got {err}");
     }
 }
+
+/// An unreachable etcd is one line naming the endpoint, its cause said once (issue #15).
+#[test]
+fn an_unreachable_etcd_is_one_line_naming_it() {
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let out = Command::new(CDC)
+        .args(["cli", "--pd", &url, "capture", "list"])
+        .output()
+        .expect("cdc cli");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with(&format!("Error: etcd at {url}: ")), "{err}");
+    assert_eq!(
+        err.matches("onnection refused").count(),
+        1,
+        "said once: {err}"
+    );
+}

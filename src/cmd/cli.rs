@@ -225,7 +225,9 @@ pub async fn run(args: CliArgs) -> anyhow::Result<()> {
         security: &security,
         pd: &endpoints,
     };
-    match args.command {
+    // An async block, so that `?` in the arms lands in `outcome` too.
+    let outcome = async {
+        match args.command {
         CliCommand::Tso(TsoCommand::Query) => super::cli_pd::tso_query(&endpoints, &security).await,
         CliCommand::Changefeed(cmd) => changefeed(&meta, api, tz, cmd).await,
         CliCommand::Capture(CaptureCommand::List) => {
@@ -270,6 +272,25 @@ pub async fn run(args: CliArgs) -> anyhow::Result<()> {
             outln!("Show {} KVs", kvs.len())?;
             Ok(())
         }
+    }
+    }
+    .await;
+    outcome.map_err(|e| name_etcd(e, &endpoints))
+}
+
+/// An etcd failure names the endpoints asked (the store's own message names the call).
+fn name_etcd(e: anyhow::Error, endpoints: &[String]) -> anyhow::Error {
+    let from_etcd = e.chain().any(|c| {
+        c.downcast_ref::<rcdc::reactor::store::StoreError>()
+            .is_some()
+            || matches!(
+                c.downcast_ref::<rcdc::meta::MetaError>(),
+                Some(rcdc::meta::MetaError::Store(_))
+            )
+    });
+    match from_etcd {
+        true => e.context(format!("etcd at {}", endpoints.join(","))),
+        false => e,
     }
 }
 

@@ -155,6 +155,17 @@ fn never_sent(e: &etcd_client::Error) -> bool {
     false
 }
 
+/// The last two causes of `e`'s source chain, joined (or `e` itself when it has none).
+fn innermost_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut chain = vec![e.to_string()];
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        chain.push(c.to_string());
+        cause = c.source();
+    }
+    chain[chain.len().saturating_sub(2)..].join(": ")
+}
+
 fn is_connect_failure(msg: &str) -> bool {
     let msg = msg.to_ascii_lowercase();
     [
@@ -184,7 +195,13 @@ fn map_error(what: &str, e: etcd_client::Error, write: bool) -> StoreError {
         _ => {}
     }
     if never_sent(&e) {
-        return StoreError::Unavailable(text);
+        // The transport error's Display repeats its whole chain in Debug form; the two
+        // innermost causes ("tcp connect error: Connection refused") say it in one line.
+        let root: &(dyn std::error::Error + 'static) = match &e {
+            etcd_client::Error::GRpcStatus(status) => status,
+            other => other,
+        };
+        return StoreError::Unavailable(format!("{what}: {}", innermost_causes(root)));
     }
     if let etcd_client::Error::GRpcStatus(status) = &e {
         let msg = status.message();
