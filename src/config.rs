@@ -309,6 +309,32 @@ pub fn resolve(flags: &ServerFlags) -> Result<ServerConfig, ConfigError> {
     resolve_with(flags, file.as_ref().map(|(p, t)| (p.as_path(), t.as_str())))
 }
 
+/// Where a TOML error at byte `offset` of `text` is: the line and column, and — when the line
+/// is a `key = value` — the key (with its `[table]`) and the value as written, since toml's own
+/// message for a bad value ("invalid value: integer `-5`, expected u64") names neither.
+fn where_in(text: &str, offset: usize) -> String {
+    let before = text.get(..offset).unwrap_or_default();
+    let line_no = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let col = before.len() - line_start + 1;
+    let line = text[line_start..].lines().next().unwrap_or_default();
+    let table = before
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix('[')?.strip_suffix(']'))
+        .next_back();
+    let assignment = line
+        .split_once('=')
+        .map(|(k, v)| (k.trim(), v.split('#').next().unwrap_or_default().trim()))
+        .filter(|(k, _)| !k.is_empty() && !k.starts_with('['));
+    match assignment {
+        Some((key, value)) => {
+            let key = table.map_or_else(|| key.to_owned(), |t| format!("{}.{key}", t.trim()));
+            format!("line {line_no}, column {col}: key {key} = {value}: ")
+        }
+        None => format!("line {line_no}, column {col}: "),
+    }
+}
+
 /// Resolves from flags and an optional file's text: defaults < file < flags.
 pub fn resolve_with(
     flags: &ServerFlags,
@@ -316,15 +342,13 @@ pub fn resolve_with(
 ) -> Result<ServerConfig, ConfigError> {
     let f: FileConfig = match file {
         Some((path, text)) => toml::from_str(text).map_err(|e: toml::de::Error| {
-            let at = e.span().map(|s| {
-                let before = text.get(..s.start).unwrap_or_default();
-                let line = before.matches('\n').count() + 1;
-                let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-                format!("line {line}, column {col}: ")
-            });
+            let at = e
+                .span()
+                .map(|s| where_in(text, s.start))
+                .unwrap_or_default();
             ConfigError::Parse {
                 path: path.display().to_string(),
-                error: format!("{}{}", at.unwrap_or_default(), e.message()),
+                error: format!("{at}{}", e.message()),
             }
         })?,
         None => FileConfig::default(),

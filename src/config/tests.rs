@@ -85,6 +85,22 @@ fn unknown_keys_are_errors_naming_the_key() {
         .contains("line 1"));
 }
 
+/// Issue #15: a bad value names its key (with its table) and the value, not only the line.
+#[test]
+fn a_bad_value_names_its_key_and_value() {
+    let e = file("addr = '127.0.0.1:8300'\ngc-ttl = -5\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("line 2") && e.contains("key gc-ttl = -5"), "{e}");
+    let e = file("[sorter]\nnum-concurrent-worker = 'many' # comment\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("key sorter.num-concurrent-worker = 'many'"),
+        "{e}"
+    );
+}
+
 #[test]
 fn a_full_ticdc_server_config_loads() {
     let text = r#"
