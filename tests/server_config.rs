@@ -130,7 +130,7 @@ fn bad_configuration_is_one_line_and_a_non_zero_exit() {
         ),
         (
             vec!["--config".into(), unknown.to_string_lossy().into()],
-            "line 2, column 1: unknown field `sort-dirr`",
+            "line 2, column 1: key sorter.sort-dirr = 'x': unknown field `sort-dirr`",
         ),
         (
             vec!["--config".into(), "/nonexistent.toml".into()],
