@@ -16,7 +16,7 @@ use common::certs::{PemPair, TestPki};
 use common::procs::{free_port, Servers};
 use common::standin::Standin;
 use common::wait_until;
-use rcdc_reactor::testing::{EtcdHarness, EtcdTls};
+use rcdc_reactor::testing::EtcdHarness;
 use serde_json::Value;
 
 const CDC: &str = env!("CARGO_BIN_EXE_cdc");
@@ -42,16 +42,7 @@ struct TlsPd {
 impl TlsPd {
     async fn start() -> Self {
         let pki = TestPki::new("rcdc test CA");
-        let server = pki.issue("etcd", "etcd");
-        let harness = pki.issue("harness", "harness");
-        let etcd = EtcdHarness::start_tls(EtcdTls {
-            ca: pki.ca.clone(),
-            server_cert: server.cert,
-            server_key: server.key,
-            client_cert: harness.cert,
-            client_key: harness.key,
-        })
-        .await;
+        let etcd = common::tls_etcd(&pki).await;
         let pd = pki.issue("pd", "pd");
         let tls = [
             format!("--ca={}", pki.ca.display()),

@@ -13,7 +13,7 @@ use common::certs::{PemPair, TestPki};
 use common::procs::{free_port, Servers};
 use common::*;
 use rcdc::security::{Role, Security, SecurityConfig, TlsFailure};
-use rcdc_reactor::testing::{EtcdHarness, EtcdTls};
+use rcdc_reactor::testing::EtcdHarness;
 use serde_json::Value;
 
 const CDC: &str = env!("CARGO_BIN_EXE_cdc");
@@ -33,16 +33,7 @@ impl TlsCluster {
     async fn start() -> Self {
         rcdc::security::install_crypto_provider();
         let pki = TestPki::new("rcdc test CA");
-        let server = pki.issue("etcd", "etcd");
-        let harness = pki.issue("harness", "harness");
-        let etcd = EtcdHarness::start_tls(EtcdTls {
-            ca: pki.ca.clone(),
-            server_cert: server.cert,
-            server_key: server.key,
-            client_cert: harness.cert,
-            client_key: harness.key,
-        })
-        .await;
+        let etcd = common::tls_etcd(&pki).await;
         let capture = pki.issue("capture", "capture");
         let cli = pki.issue("cli", "rcdc-cli");
         Self {

@@ -475,3 +475,18 @@ impl rcdc::processor::runtime::PipelineFactory for IdleFactory {
         Ok(Box::new(DurableSink))
     }
 }
+
+/// A real etcd serving TLS with `pki`'s CA, requiring client certificates
+/// (`--client-cert-auth`); the harness itself gets a certificate of its own.
+pub async fn tls_etcd(pki: &certs::TestPki) -> EtcdHarness {
+    let server = pki.issue("etcd", "etcd");
+    let harness = pki.issue("harness", "harness");
+    EtcdHarness::start_tls(rcdc_reactor::testing::EtcdTls {
+        ca: pki.ca.clone(),
+        server_cert: server.cert,
+        server_key: server.key,
+        client_cert: harness.cert,
+        client_key: harness.key,
+    })
+    .await
+}
