@@ -24,9 +24,12 @@ struct Servers(Vec<(u16, Child)>);
 impl Drop for Servers {
     fn drop(&mut self) {
         for (_, c) in &mut self.0 {
-            let _ = Command::new("kill")
-                .args(["-CONT", &c.id().to_string()])
-                .status();
+            // A reaped child's pid may belong to another process by now.
+            if matches!(c.try_wait(), Ok(None)) {
+                let _ = Command::new("kill")
+                    .args(["-CONT", &c.id().to_string()])
+                    .status();
+            }
             let _ = c.kill();
             let _ = c.wait();
         }

@@ -115,10 +115,14 @@ async fn recordings_of_a_real_cluster_replay_exactly() {
     .await;
 
     // Stop everything, then replay every recording.
+    // Only to processes still running: the victim is reaped, and its pid may already belong
+    // to some other process.
     for c in &mut servers.0 {
-        let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status();
+        if matches!(c.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+        }
     }
     for c in &mut servers.0 {
         let _ = c.wait();

@@ -267,6 +267,11 @@ impl Drop for EtcdHarness {
             if std::fs::copy(self.log_path(), &kept).is_ok() {
                 eprintln!("test etcd's log kept at {}", kept.display());
             }
+            // CI keeps only what the test printed: show why etcd went away, if it did.
+            eprintln!(
+                "last lines of test etcd's log:\n{}",
+                log_tail(&self.log_path())
+            );
         }
     }
 }
