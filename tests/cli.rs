@@ -366,3 +366,134 @@ fn an_unreachable_etcd_is_one_line_naming_it() {
         "said once: {err}"
     );
 }
+
+/// The tables `capture` holds over every changefeed, from `processor list`/`query`.
+fn tables_on(cli: &Cli, capture: &str) -> usize {
+    let processors = cli.json(&["processor", "list"]);
+    processors
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["capture-id"] == capture)
+        .filter_map(|p| p["changefeed-id"].as_str())
+        .map(|cf| {
+            let q = cli.json(&["processor", "query", "-c", cf, "-p", capture]);
+            q["status"]["tables"].as_object().map_or(0, |t| t.len())
+        })
+        .sum()
+}
+
+/// Issue #15 item 1: `PUT /api/v1/captures/drain` and `cdc cli capture drain`. The owner moves
+/// the capture's tables to the others; any capture answers (forwarding to the owner); the
+/// answer counts what is left; unknown and last captures get a 400 with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capture_is_drained_remotely_through_the_api_and_the_cli() {
+    let etcd = EtcdHarness::start().await;
+    let pd = etcd.client_url();
+    let dir = tempfile::tempdir().expect("dir");
+    let ports = [free_port(), free_port(), free_port()];
+    let _servers = Servers(ports.iter().map(|&p| server(&pd, p, dir.path())).collect());
+    let cli = Cli { pd: pd.clone() };
+    let captures = || {
+        serde_json::from_slice::<Value>(&cli.run(&["capture", "list"]).stdout)
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+    };
+    wait_until(DEADLINE, "three captures", || async {
+        captures().len() == 3
+    })
+    .await;
+    cli.ok(&[
+        "changefeed",
+        "create",
+        "-c",
+        "d1",
+        "--sink-uri",
+        "blackhole://",
+    ]);
+    let ids: Vec<String> = captures()
+        .iter()
+        .filter_map(|c| c["id"].as_str().map(str::to_owned))
+        .collect();
+    wait_until(DEADLINE, "the 4 tables spread over captures", || async {
+        ids.iter().map(|c| tables_on(&cli, c)).sum::<usize>() == 4
+            && ids.iter().filter(|c| tables_on(&cli, c) > 0).count() >= 2
+    })
+    .await;
+    let victim = ids
+        .iter()
+        .find(|c| tables_on(&cli, c) > 0)
+        .expect("a capture with tables")
+        .clone();
+
+    // Through the API of a capture that is not the owner (it forwards).
+    let owner = captures()
+        .iter()
+        .find(|c| c["is-owner"] == true)
+        .and_then(|c| c["id"].as_str().map(str::to_owned))
+        .expect("owner");
+    let via = captures()
+        .iter()
+        .find(|c| c["id"] != owner.as_str())
+        .and_then(|c| c["address"].as_str().map(str::to_owned))
+        .expect("a non-owner");
+    let http = reqwest::Client::new();
+    let drain = |capture: String| {
+        let http = http.clone();
+        let url = format!("http://{via}/api/v1/captures/drain");
+        async move {
+            let r = http
+                .put(url)
+                .json(&serde_json::json!({ "capture_id": capture }))
+                .send()
+                .await
+                .expect("drain request");
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, first) = drain(victim.clone()).await;
+    assert_eq!(status, 202, "{first}");
+    assert!(first["current_table_count"].as_u64().is_some(), "{first}");
+    wait_until(DEADLINE, "the drain answers 0 tables left", || async {
+        drain(victim.clone()).await.1["current_table_count"] == 0
+    })
+    .await;
+    assert_eq!(tables_on(&cli, &victim), 0);
+    let total: usize = ids.iter().map(|c| tables_on(&cli, c)).sum();
+    assert_eq!(total, 4, "every table still held once");
+
+    let (status, body) = drain("no-such-capture".into()).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error_msg"]
+            .as_str()
+            .is_some_and(|m| m.contains("capture no-such-capture does not exist")),
+        "{body}"
+    );
+    let (status, body) = drain(String::new()).await;
+    assert_eq!(status, 400, "{body}");
+
+    // The CLI drains a second capture and waits until it is empty; the third is then the last
+    // one that could take tables and is refused.
+    let second = ids.iter().find(|c| **c != victim).expect("another").clone();
+    let third = ids
+        .iter()
+        .find(|c| **c != victim && **c != second)
+        .expect("a third")
+        .clone();
+    let out = cli.ok(&["capture", "drain", "--capture-id", &second]);
+    assert!(
+        out.contains(&format!("Capture {second} is drained")),
+        "{out}"
+    );
+    assert_eq!(tables_on(&cli, &second), 0);
+    assert_eq!(tables_on(&cli, &third), 4);
+    cli.fails(
+        &["capture", "drain", "--capture-id", &third],
+        "no other live capture can take its tables",
+    );
+    let out = cli.json(&["capture", "drain", "--capture-id", &second, "--no-wait"]);
+    assert_eq!(out["current_table_count"], 0, "{out}");
+}

@@ -14,6 +14,7 @@ use super::error::ApiError;
 use super::forward::{on_owner, Forwardable};
 use super::views::{capture_list, processor_detail, processor_list};
 use super::{ApiContext, ELECTION_GRACE};
+use crate::owner::tick::OwnerRequest;
 
 fn server_status(ctx: &ApiContext) -> Value {
     let status = ctx.status.borrow().clone();
@@ -154,14 +155,64 @@ pub async fn resign(
     .await
 }
 
-/// `PUT /api/v1/captures/drain`: draining is what `cdc server` does on SIGTERM; a remote
-/// drain is not offered.
-pub async fn drain_unsupported() -> ApiError {
-    ApiError {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        code: "CDC:ErrAPIInvalidParam",
-        message: "remote drain is not supported: send SIGTERM to the capture, which drains its tables before leaving".into(),
+/// `model.DrainCaptureRequest`.
+#[derive(serde::Deserialize)]
+struct DrainRequest {
+    capture_id: String,
+}
+
+/// `PUT /api/v1/captures/drain` (`{"capture_id"}`): the owner moves the capture's tables to
+/// the other live captures. Answers 202 with `{"current_table_count"}`, the tables the
+/// capture still holds; callers repeat the request until it is 0 (TiCDC's protocol, which
+/// also re-asserts the drain after an owner change). An unknown capture, or one no other
+/// capture could take over from, gets 400 with the reason.
+pub async fn drain(
+    State(ctx): State<ApiContext>,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: DrainRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?;
+    let target = CaptureId::new(req.capture_id);
+    let state = ctx.meta.load().await?;
+    if !state.captures().contains_key(&target) {
+        return Err(ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "CDC:ErrCaptureNotExist",
+            message: format!("capture {target} does not exist"),
+        });
     }
+    let fwd = Forwardable {
+        method,
+        uri,
+        headers,
+        body,
+    };
+    let meta = ctx.meta.clone();
+    on_owner(&ctx, fwd, |owner| async move {
+        owner.request(OwnerRequest::Drain(target.clone())).await?;
+        let state = meta.load().await?;
+        let count = tables_held(&state, &target);
+        Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({ "current_table_count": count })),
+        )
+            .into_response())
+    })
+    .await
+}
+
+/// The tables `capture` holds over all changefeeds (being added or removed included: it
+/// still replicates them).
+fn tables_held(state: &rcdc_state::GlobalState, capture: &CaptureId) -> usize {
+    state
+        .changefeeds()
+        .values()
+        .filter_map(|cf| cf.task_statuses.get(capture))
+        .map(|s| s.tables.as_ref().map_or(0, |t| t.len()))
+        .sum()
 }
 
 /// `GET /metrics`: Prometheus text format of the process-wide registry.

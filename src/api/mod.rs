@@ -117,7 +117,7 @@ pub fn router(ctx: ApiContext) -> Router {
             "/api/v1/changefeeds/{changefeed_id}/tables/rebalance_table",
             post(cf::rebalance),
         )
-        .route("/api/v1/captures/drain", put(cl::drain_unsupported))
+        .route("/api/v1/captures/drain", put(cl::drain))
         // v5 routes.
         .route("/status", get(cl::status_v5))
         .route("/debug/info", get(cl::debug_info))

@@ -159,6 +159,18 @@ enum ChangefeedCommand {
 enum CaptureCommand {
     /// List captures.
     List,
+    /// Move a capture's tables to the other captures (before stopping or upgrading it).
+    Drain {
+        /// The capture to drain.
+        #[arg(long = "capture-id")]
+        capture: String,
+        /// Ask once and print how many tables are left, instead of waiting until none is.
+        #[arg(long)]
+        no_wait: bool,
+        /// How long to wait for the drain to finish.
+        #[arg(long, default_value = "10m", value_parser = |s: &str| rcdc::config::parse_duration("--timeout", s))]
+        timeout: std::time::Duration,
+    },
 }
 
 #[derive(Subcommand)]
@@ -230,6 +242,9 @@ pub async fn run(args: CliArgs) -> anyhow::Result<()> {
         match args.command {
         CliCommand::Tso(TsoCommand::Query) => super::cli_pd::tso_query(&endpoints, &security).await,
         CliCommand::Changefeed(cmd) => changefeed(&meta, api, tz, cmd).await,
+        CliCommand::Capture(CaptureCommand::Drain { capture, no_wait, timeout }) => {
+            super::cli_capture::drain(&meta, api, &capture, !no_wait, timeout).await
+        }
         CliCommand::Capture(CaptureCommand::List) => {
             let state = meta.load().await?;
             let owner = meta.owner().await?;
@@ -296,12 +311,12 @@ fn name_etcd(e: anyhow::Error, endpoints: &[String]) -> anyhow::Error {
 
 /// Where and how owner actions reach a capture's API.
 #[derive(Clone, Copy)]
-struct Api<'a> {
+pub(super) struct Api<'a> {
     /// `--server`, else the owner found in etcd.
-    server: Option<&'a str>,
-    security: &'a Security,
+    pub server: Option<&'a str>,
+    pub security: &'a Security,
     /// The `--pd` endpoints, for PD calls.
-    pd: &'a [String],
+    pub pd: &'a [String],
 }
 
 async fn changefeed(
@@ -470,7 +485,7 @@ async fn owner_action(meta: &Meta, api: Api<'_>, id: &str, action: &str) -> anyh
 }
 
 /// `--server`'s address, else the owner's.
-async fn capture_address(meta: &Meta, server: Option<&str>) -> anyhow::Result<String> {
+pub(super) async fn capture_address(meta: &Meta, server: Option<&str>) -> anyhow::Result<String> {
     Ok(match server {
         Some(s) => s
             .trim_start_matches("http://")
@@ -499,14 +514,31 @@ async fn owner_request(
     id: &str,
     action: &str,
 ) -> anyhow::Result<()> {
+    let path = format!("/api/v1/changefeeds/{id}");
+    let (method, path) = match action {
+        "remove" => (reqwest::Method::DELETE, path),
+        other => (reqwest::Method::POST, format!("{path}/{other}")),
+    };
+    call_api(security, address, method, &path, None).await?;
+    Ok(())
+}
+
+/// One call to the API of the capture at `address`; its JSON answer (`null` when empty), or
+/// the capture's `error_msg`.
+pub(super) async fn call_api(
+    security: &Security,
+    address: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
     // Past the owner's confirmation deadline and a forward's, so the CLI prints their answer.
     let http = security
         .http_client(rcdc::owner::runtime::REQUEST_TIMEOUT + std::time::Duration::from_secs(20))?;
-    let base = security.api_url(address, &format!("/api/v1/changefeeds/{id}"));
-    let request = match action {
-        "remove" => http.delete(base),
-        other => http.post(format!("{base}/{other}")),
-    };
+    let mut request = http.request(method.clone(), security.api_url(address, path));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
     let answer = match request.send().await {
         Ok(answer) => answer,
         Err(e) => match rcdc::security::api_tls_failure(security, address, &e).await {
@@ -514,13 +546,14 @@ async fn owner_request(
             None => return Err(e).with_context(|| format!("reaching the capture at {address}")),
         },
     };
-    if answer.status().is_success() {
-        return Ok(());
-    }
     let status = answer.status();
-    let body: Value = answer.json().await.unwrap_or(Value::Null);
+    let text = answer.text().await.unwrap_or_default();
+    let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    if status.is_success() {
+        return Ok(body);
+    }
     match body["error_msg"].as_str() {
         Some(msg) => bail!("{msg}"),
-        None => bail!("{action} failed with HTTP {status}"),
+        None => bail!("{method} {path} failed with HTTP {status}"),
     }
 }

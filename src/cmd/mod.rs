@@ -10,6 +10,7 @@ macro_rules! outln {
 }
 
 pub mod cli;
+mod cli_capture;
 mod cli_pd;
 pub mod replay;
 pub mod verify;

@@ -12,6 +12,7 @@
 //!   task-status operation protocol.
 
 pub mod ddl;
+pub mod drain;
 pub mod feed_state;
 pub mod gc;
 pub mod metrics;

@@ -22,13 +22,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use itertools::{EitherOrBoth, Itertools};
-use rcdc_state::model::{CaptureInfo, FeedState};
+use rcdc_state::model::FeedState;
 use rcdc_state::patch::StatusEdit;
 use rcdc_state::{
     CaptureId, ChangefeedId, ChangefeedState, Edit, GlobalState, Patch, PatchGroup, TableId, Ts,
 };
 
 use super::ddl::{DdlBarrier, DdlStep};
+use super::drain::DrainTargets;
 use super::feed_state::{
     only_task_keys_corrupt, task_key_deletes, AdminJob, FeedStateConfig, FeedStateMachine,
 };
@@ -58,6 +59,8 @@ pub enum OwnerRequest {
     Admin(ChangefeedId, AdminJob),
     /// Move or rebalance.
     Schedule(ChangefeedId, ScheduleRequest),
+    /// Move every table of a capture to the other captures (remote drain).
+    Drain(CaptureId),
 }
 
 /// Work for the runtime.
@@ -217,6 +220,9 @@ pub struct Owner {
     /// Schedule requests carried out by the last output, per changefeed.
     #[serde(default)]
     started: BTreeMap<ChangefeedId, Vec<ScheduleRequest>>,
+    /// Captures drained on an operator's request.
+    #[serde(default)]
+    drains: DrainTargets,
 }
 
 /// What a group of the owner's output carries (target-design §3: decisions are acknowledged
@@ -254,6 +260,7 @@ impl Owner {
             primed: false,
             sent: Vec::new(),
             started: BTreeMap::new(),
+            drains: DrainTargets::default(),
         }
     }
 
@@ -361,6 +368,8 @@ impl Owner {
         let mut out = OwnerOutput::default();
         let revisit = self.confirm(input, &mut out);
         self.take_results(state, input, &mut out);
+        // A drain changes every changefeed's scheduling: all of them are visited.
+        let mut drains_changed = self.drains.retain_live(state.captures());
         for req in &input.requests {
             match req {
                 OwnerRequest::Admin(id, _) | OwnerRequest::Schedule(id, _)
@@ -371,6 +380,17 @@ impl Owner {
                 }
                 OwnerRequest::Admin(id, job) => self.feed(id).state.push_admin_job(*job),
                 OwnerRequest::Schedule(id, r) => self.feed(id).scheduler.request(r.clone()),
+                // Nothing to commit: the targets live in the owner's memory (see `drain`), so
+                // the request is done once they hold it.
+                OwnerRequest::Drain(capture) => {
+                    match self.drains.request(state.captures(), capture) {
+                        Ok(()) => {
+                            drains_changed = true;
+                            out.acknowledged.push(req.clone());
+                        }
+                        Err(why) => out.rejected.push((req.clone(), why.to_string())),
+                    }
+                }
             }
         }
         let layout = state.layout();
@@ -380,7 +400,7 @@ impl Owner {
             .results
             .iter()
             .any(|r| matches!(r, OwnerEffectResult::GcSafePoint(_)));
-        let everything = !self.primed || changes.captures || gc_answer;
+        let everything = !self.primed || changes.captures || gc_answer || drains_changed;
         self.primed = true;
         let mut visit: BTreeMap<ChangefeedId, bool> = BTreeMap::new(); // id → full visit
         if everything {
@@ -401,8 +421,9 @@ impl Owner {
             let touched = input
                 .requests
                 .iter()
-                .map(|r| match r {
-                    OwnerRequest::Admin(id, _) | OwnerRequest::Schedule(id, _) => id,
+                .filter_map(|r| match r {
+                    OwnerRequest::Admin(id, _) | OwnerRequest::Schedule(id, _) => Some(id),
+                    OwnerRequest::Drain(_) => None,
                 })
                 .chain(input.results.iter().filter_map(result_changefeed));
             for id in touched {
@@ -667,6 +688,8 @@ impl Owner {
                 self.feed(id).state.report_error(e);
             }
         }
+        // The scheduler's view of the captures (drain targets marked); a borrow when none.
+        let captures = self.drains.view(state.captures());
         let feed = self.feed(id);
         let decision = feed.state.tick(layout, cf, now);
         for (job, why) in decision.rejected {
@@ -715,10 +738,9 @@ impl Owner {
             return false;
         };
         if full {
-            let captures: &BTreeMap<CaptureId, CaptureInfo> = state.captures();
             let sched = feed
                 .scheduler
-                .tick(layout, cf, captures, &tables, checkpoint, now);
+                .tick(layout, cf, &captures, &tables, checkpoint, now);
             if let Some(e) = sched.error {
                 // Stuck (a table held twice, an undecodable task status): an error of the
                 // changefeed, so the operator sees it and the retry starts from clean keys.

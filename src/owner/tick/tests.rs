@@ -478,4 +478,57 @@ fn progress_never_passes_a_table_nobody_can_take() {
     );
 }
 
+#[test]
+fn a_remote_drain_moves_every_table_off_its_capture_and_refuses_the_last_one() {
+    let mut c = Cluster::new(&["a", "b", "c"]);
+    c.run_until_settled(5_000, &[1, 2, 3, 4, 5, 6]);
+    let held_by = |c: &Cluster, who: &str| {
+        c.holders()
+            .values()
+            .filter(|h| h.iter().any(|x| x == who))
+            .count()
+    };
+    assert!(held_by(&c, "a") > 0, "{:?}", c.holders());
+    let drain = |who: &str| OwnerInput {
+        requests: vec![OwnerRequest::Drain(CaptureId::from(who))],
+        ..Default::default()
+    };
+    c.tick_with(drain("a"));
+    assert_eq!(
+        c.acknowledged,
+        vec![OwnerRequest::Drain(CaptureId::from("a"))]
+    );
+    for _ in 0..10 {
+        c.tick();
+        c.processors_ack(6_000);
+    }
+    assert_eq!(held_by(&c, "a"), 0, "{:?}", c.holders());
+    assert_eq!(c.holders().len(), 6, "every table still held once");
+    assert_eq!(c.status().map(|s| s.1), Some(Ts(6_000)), "progress goes on");
+    // b is the last capture that could take tables once c is drained too.
+    c.tick_with(drain("c"));
+    c.tick_with(drain("b"));
+    c.tick_with(drain("nobody"));
+    let why: Vec<&str> = c.rejected.iter().map(|(_, w)| w.as_str()).collect();
+    assert_eq!(
+        why,
+        [
+            "cannot drain capture b: no other live capture can take its tables",
+            "capture nobody does not exist"
+        ]
+    );
+    // A drained capture that restarts (a new session: a new key) takes tables again.
+    c.kv.remove("/tidb/cdc/capture/a");
+    c.kv.remove("/tidb/cdc/capture/c");
+    c.kv.insert(
+        "/tidb/cdc/capture/a2".into(),
+        br#"{"id":"a2","address":"a:8300","version":"v5.1.0"}"#.to_vec(),
+    );
+    for _ in 0..20 {
+        c.tick();
+        c.processors_ack(7_000);
+    }
+    assert!(held_by(&c, "a2") > 0, "{:?}", c.holders());
+}
+
 mod ack;
