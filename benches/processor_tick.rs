@@ -80,6 +80,7 @@ fn state(tables: usize, with_adds: usize) -> (GlobalState, Pipelines) {
                     resolved_ts: Ts(START + 2),
                     checkpoint_ts: Ts(START + 2),
                     state: TablePipelineState::Running,
+                    rows: 0,
                 },
             );
         }

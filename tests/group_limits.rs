@@ -270,6 +270,7 @@ fn run_commands(pipelines: &mut Pipelines, commands: Vec<PipelineCommand>, ts: T
                         resolved_ts: start_ts,
                         checkpoint_ts: start_ts,
                         state: TablePipelineState::Running,
+                        rows: 0,
                     },
                 );
             }

@@ -144,6 +144,15 @@ enum ChangefeedCommand {
         #[arg(long)]
         no_confirm: bool,
     },
+    /// Print a changefeed's rows and lag every interval, until interrupted.
+    Statistics {
+        /// Changefeed id.
+        #[arg(short = 'c', long = "changefeed-id")]
+        id: String,
+        /// Seconds between reports.
+        #[arg(short = 'I', long, default_value_t = 10)]
+        interval: u64,
+    },
     /// Remove a changefeed and all its metadata.
     Remove {
         /// Changefeed id.
@@ -420,6 +429,11 @@ async fn changefeed(
             print(
                 &json!({ "info": info, "status": cf.status, "count": count, "task-status": tasks }),
             )
+        }
+        ChangefeedCommand::Statistics { id, interval } => {
+            let pd = super::cli_pd::probe(api.pd, api.security).await?;
+            let every = std::time::Duration::from_secs(interval);
+            super::cli_stats::statistics(meta, &id, every, pd).await
         }
         ChangefeedCommand::Pause { id } => owner_action(meta, api, &id, "pause").await,
         ChangefeedCommand::Resume { id, no_confirm: _ } => {

@@ -11,6 +11,7 @@ macro_rules! outln {
 
 pub mod cli;
 mod cli_capture;
+mod cli_stats;
 mod cli_pd;
 pub mod replay;
 pub mod verify;

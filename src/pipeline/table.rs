@@ -11,7 +11,7 @@
 //! reaches it the task reports `Stopped { checkpoint }` and ends, exactly what the op
 //! protocol needs to finish the remove (facts §5).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,6 +66,8 @@ pub struct ProgressSlot {
     progress: Arc<Mutex<Pipelines>>,
     key: (ChangefeedId, TableId),
     retired: Arc<AtomicBool>,
+    /// Rows this run wrote, published with every report.
+    rows: Arc<AtomicU64>,
 }
 
 impl ProgressSlot {
@@ -75,6 +77,7 @@ impl ProgressSlot {
             progress,
             key,
             retired: Arc::new(AtomicBool::new(false)),
+            rows: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -96,6 +99,7 @@ impl ProgressSlot {
                 resolved_ts: resolved,
                 checkpoint_ts: checkpoint,
                 state,
+                rows: self.rows.load(Ordering::Relaxed),
             },
         );
     }
@@ -166,7 +170,9 @@ pub async fn run_table_pipeline(
                     cursor = upto;
                     checkpoint = checkpoint.max(cp);
                     let written = work.sink.rows_written();
-                    super::metrics::rows_flushed(key.0.as_str(), written.saturating_sub(counted));
+                    let new_rows = written.saturating_sub(counted);
+                    super::metrics::rows_flushed(key.0.as_str(), new_rows);
+                    slot.rows.fetch_add(new_rows, Ordering::Relaxed);
                     counted = written;
                     slot.report(TablePipelineState::Running, resolved, checkpoint);
                     continue; // catching up: pull again at once (the pull was a yield point)

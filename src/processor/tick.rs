@@ -98,6 +98,10 @@ pub struct TableProgress {
     pub checkpoint_ts: Ts,
     /// Its state.
     pub state: TablePipelineState,
+    /// Rows this run of the pipeline has written to the sink (the changefeed's
+    /// `TaskPosition.count` on this capture adds them up).
+    #[serde(default)]
+    pub rows: u64,
 }
 
 /// The runtime's report: every pipeline on this capture, by changefeed and table.
@@ -160,6 +164,53 @@ struct Processor {
     /// Tables added through an add operation whose checkpoint is still below the reported
     /// one; exempt from the checkpoint floor.
     joined: BTreeSet<TableId>,
+    /// The rows behind `TaskPosition.count`; see [`RowCount`].
+    #[serde(default, skip_serializing_if = "RowCount::is_empty")]
+    rows: RowCount,
+}
+
+/// The rows a processor's pipelines wrote, for `TaskPosition.count`. Each pipeline run reports
+/// its own total; a run that stops reporting (moved away, restarted) keeps counting through
+/// `done`. `base` is the count the position held when the first row was seen, so a processor
+/// recreated on the same capture continues the count instead of restarting it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct RowCount {
+    base: Option<u64>,
+    done: u64,
+    /// The last total of each reporting run with rows.
+    seen: BTreeMap<TableId, u64>,
+}
+
+impl RowCount {
+    fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Takes in the runs' reports; returns the count, `None` while no row was written.
+    fn observe<'a>(
+        &mut self,
+        runs: impl Iterator<Item = (TableId, &'a TableProgress)>,
+        stored: u64,
+    ) -> Option<u64> {
+        let mut now: BTreeMap<TableId, u64> = BTreeMap::new();
+        for (t, prog) in runs.filter(|(_, p)| p.rows > 0) {
+            if self.seen.get(&t).is_some_and(|s| *s > prog.rows) {
+                self.done += self.seen[&t]; // a new run of the table
+            }
+            now.insert(t, prog.rows);
+        }
+        for (t, rows) in &self.seen {
+            if !now.contains_key(t) {
+                self.done += rows;
+            }
+        }
+        self.seen = now;
+        let sum = self.done + self.seen.values().sum::<u64>();
+        if sum == 0 {
+            return None;
+        }
+        Some(*self.base.get_or_insert(stored) + sum)
+    }
 }
 
 #[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
@@ -450,6 +501,7 @@ impl Run<'_> {
                     Edit::TaskPosition(TaskPositionEdit::SetTs {
                         checkpoint_ts: cp,
                         resolved_ts: cp,
+                        count: None,
                     }),
                 );
             }
@@ -467,6 +519,7 @@ impl Run<'_> {
                 Edit::TaskPosition(TaskPositionEdit::SetTs {
                     checkpoint_ts: cp,
                     resolved_ts: cp,
+                    count: None,
                 }),
             );
             return Keep::Open;
@@ -474,10 +527,11 @@ impl Run<'_> {
 
         self.handle_operations(p, position.resolved_ts);
         self.sync_tables(p);
+        let count = p.rows.observe(pipelines(self.tables, self.id), position.count);
         self.handle_position(
             p,
-            position.checkpoint_ts,
-            position.resolved_ts,
+            (position.checkpoint_ts, position.resolved_ts),
+            count.filter(|c| *c != position.count),
             position_key,
         );
         self.handle_workload();

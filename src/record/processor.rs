@@ -21,6 +21,13 @@ pub struct RecordedPipeline {
     pub checkpoint_ts: Ts,
     /// Its state.
     pub state: TablePipelineState,
+    /// Rows the run wrote (absent in recordings from before it was reported).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rows: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A pipeline the runtime no longer reports.
@@ -57,6 +64,7 @@ impl RecordedProcessorInput {
                 resolved_ts: p.resolved_ts,
                 checkpoint_ts: p.checkpoint_ts,
                 state: p.state.clone(),
+                rows: p.rows,
             })
             .collect();
         let gone = before
@@ -86,6 +94,7 @@ impl RecordedProcessorInput {
                     resolved_ts: p.resolved_ts,
                     checkpoint_ts: p.checkpoint_ts,
                     state: p.state.clone(),
+                    rows: p.rows,
                 },
             );
         }
@@ -101,6 +110,7 @@ mod tests {
             resolved_ts: Ts(ts),
             checkpoint_ts: Ts(ts - 1),
             state,
+            rows: 0,
         }
     }
 

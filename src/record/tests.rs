@@ -218,6 +218,7 @@ fn a_processor_recording_replays_its_commands_and_positions() {
         resolved_ts: Ts(resolved),
         checkpoint_ts: Ts(resolved - 5),
         state,
+        rows: 0,
     };
     let outs = record_a_processor_run(
         &mut rec,
@@ -332,6 +333,7 @@ fn recording_turned_on_mid_run_resumes_and_rotation_keeps_every_file_replayable(
                 resolved_ts: Ts(100 + i),
                 checkpoint_ts: Ts(100 + i),
                 state: TablePipelineState::Running,
+                rows: 0,
             })
         })
         .collect();

@@ -237,12 +237,15 @@ pub enum TaskStatusEdit {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum TaskPositionEdit {
-    /// Set both ts values, creating the position if absent.
+    /// Set both ts values (and the row count, when given), creating the position if absent.
     SetTs {
         /// Checkpoint.
         checkpoint_ts: Ts,
         /// Resolved.
         resolved_ts: Ts,
+        /// Rows written so far (`count`); `None` keeps the stored one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        count: Option<u64>,
     },
     /// Set (or with `None` clear) the error; clearing an absent position changes nothing.
     SetError {
@@ -516,10 +519,14 @@ impl TaskPositionEdit {
             TaskPositionEdit::SetTs {
                 checkpoint_ts,
                 resolved_ts,
+                count,
             } => {
                 let mut p = old.unwrap_or_default();
                 p.checkpoint_ts = *checkpoint_ts;
                 p.resolved_ts = *resolved_ts;
+                if let Some(count) = count {
+                    p.count = *count;
+                }
                 Some(p)
             }
             TaskPositionEdit::SetError { error: None } => old.map(|mut p| {

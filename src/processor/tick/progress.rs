@@ -10,11 +10,13 @@ use super::{Processor, Run, TablePipelineState};
 
 impl Run<'_> {
     /// Min checkpoint and resolved over live pipelines; see the module doc for the floor.
+    /// `(floor, reported_resolved)` is the stored position; a new row `count` rides along
+    /// with a ts change (it never causes a write of its own).
     pub(super) fn handle_position(
         &mut self,
         p: &mut Processor,
-        floor: Ts,
-        reported_resolved: Ts,
+        (floor, reported_resolved): (Ts, Ts),
+        count: Option<u64>,
         key: String,
     ) {
         let mut settled: Option<(Ts, Ts)> = None;
@@ -75,6 +77,7 @@ impl Run<'_> {
                 Edit::TaskPosition(TaskPositionEdit::SetTs {
                     checkpoint_ts: checkpoint,
                     resolved_ts: resolved,
+                    count,
                 }),
             );
         }

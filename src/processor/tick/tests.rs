@@ -19,6 +19,7 @@ fn progress(state: TablePipelineState, checkpoint: u64, resolved: u64) -> TableP
         resolved_ts: Ts(resolved),
         checkpoint_ts: Ts(checkpoint),
         state,
+        rows: 0,
     }
 }
 
@@ -669,4 +670,24 @@ fn a_failure_before_the_position_exists_creates_it_at_the_changefeed_checkpoint(
         p.error.map(|e| e.code),
         Some(PROCESSOR_UNKNOWN_ERROR.to_owned())
     );
+}
+
+#[test]
+fn the_row_count_adds_up_runs_that_restart_or_leave_and_continues_a_stored_count() {
+    let run = |rows: u64| TableProgress { rows, ..running(10, 10) };
+    let mut c = RowCount::default();
+    let reports = |list: &[(i64, u64)]| -> Vec<(TableId, TableProgress)> {
+        list.iter().map(|(t, r)| (TableId(*t), run(*r))).collect()
+    };
+    let observe = |c: &mut RowCount, list: &[(i64, u64)], stored: u64| {
+        let r = reports(list);
+        c.observe(r.iter().map(|(t, p)| (*t, p)), stored)
+    };
+    assert_eq!(observe(&mut c, &[(1, 0), (2, 0)], 7), None, "no row yet");
+    assert!(c.is_empty(), "nothing to record while no row was written");
+    assert_eq!(observe(&mut c, &[(1, 5), (2, 0)], 7), Some(12), "on top of the stored 7");
+    assert_eq!(observe(&mut c, &[(1, 8), (2, 3)], 12), Some(18));
+    // Table 1 restarts (a new run counts from 0); table 2 moves away.
+    assert_eq!(observe(&mut c, &[(1, 1)], 18), Some(19));
+    assert_eq!(observe(&mut c, &[(1, 4)], 19), Some(22));
 }

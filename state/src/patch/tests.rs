@@ -167,10 +167,12 @@ fn position_edits() {
         Edit::TaskPosition(TaskPositionEdit::SetTs {
             checkpoint_ts: Ts(3),
             resolved_ts: Ts(4),
+            count: Some(9),
         }),
     );
     let v = put_value(set.apply(None).expect("apply"));
     assert_eq!(v["checkpoint-ts"], 3);
+    assert_eq!(v["count"], 9);
     assert_eq!(v["error"], serde_json::Value::Null);
     let clear = Patch::new(
         key,
