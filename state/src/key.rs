@@ -231,10 +231,14 @@ fn parse_rest(rest: &str) -> CdcKey {
     if let Some(id) = single(JOB) {
         return CdcKey::ChangefeedStatus(ChangefeedId::from(id));
     }
+    // Like TiCDC's parser, a task key splits on the first '/' after the kind and only needs
+    // both parts to exist: `task/position/<capture>/` names changefeed "" (and
+    // `task/status//<cf>` capture ""). Reading such a stray key as what it is puts it in the
+    // snapshot, where the owner's clean-up of task keys of a changefeed without info (or of a
+    // capture that is gone) can remove it, instead of leaving it unknown for ever.
     let task = |p: &str| {
         let (capture, changefeed) = rest.strip_prefix(p)?.split_once('/')?;
-        (!capture.is_empty() && !changefeed.is_empty())
-            .then(|| (CaptureId::from(capture), ChangefeedId::from(changefeed)))
+        Some((CaptureId::from(capture), ChangefeedId::from(changefeed)))
     };
     if let Some((capture, changefeed)) = task(TASK_STATUS) {
         return CdcKey::TaskStatus {
@@ -339,12 +343,35 @@ mod tests {
     }
 
     #[test]
+    fn task_keys_with_an_empty_part_parse_like_ticdc() {
+        let cases = [
+            (
+                "/tidb/cdc/task/position/c/",
+                CdcKey::TaskPosition {
+                    capture: "c".into(),
+                    changefeed: "".into(),
+                },
+            ),
+            (
+                "/tidb/cdc/task/status//cf",
+                CdcKey::TaskStatus {
+                    capture: "".into(),
+                    changefeed: "cf".into(),
+                },
+            ),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(l().parse(raw), Some(want.clone()), "{raw}");
+            assert_eq!(l().encode(&want), raw);
+        }
+    }
+
+    #[test]
     fn unknown_and_malformed_keys_are_unknown_not_errors() {
         for raw in [
             "/tidb/cdc/meta/__cdc_meta_version",
             "/tidb/cdc/default/__cdc_meta__/capture/x",
             "/tidb/cdc/task/status/only-capture",
-            "/tidb/cdc/task/status//cf",
             "/tidb/cdc/capture/",
             "/tidb/cdc/job/",
             "/tidb/cdc",

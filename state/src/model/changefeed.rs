@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::codec::null_default;
+use super::codec::{decode, encode, null_default};
 use super::{ChangeFeedStatus, Extra, ReplicaConfig, RunningError};
 use crate::ids::Ts;
 
@@ -156,6 +156,11 @@ pub mod sort_engine {
 /// string would be unreadable to TiCDC (`time.Time` rejects it), so this is our default too.
 pub const GO_ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
+/// The `opts` key under which TiCDC's read path for the CLI and HTTP API
+/// (`ChangeFeedInfo.Unmarshal`) hands the cyclic config, as JSON, to the sink; see
+/// [`ChangeFeedInfo::unmarshal`].
+pub const CYCLIC_CONFIG_OPT: &str = "_cyclic_relax_sql_mode";
+
 /// `<prefix>/changefeed/info/<id>`: what to replicate where (facts §2.2).
 ///
 /// A missing field decodes as Go's zero value, except `config`, which becomes TiCDC's default
@@ -232,6 +237,34 @@ impl Default for ChangeFeedInfo {
 }
 
 impl ChangeFeedInfo {
+    /// Decodes an info the way TiCDC's CLI and HTTP API read one (`ChangeFeedInfo.Unmarshal`,
+    /// facts §2.2): [`decode`], then, when cyclic replication is on, the cyclic config's JSON
+    /// under `opts[`[`CYCLIC_CONFIG_OPT`]`]`, replacing any value there.
+    ///
+    /// The snapshot does not use this: TiCDC's reactor state decodes infos without it, and an
+    /// owner that rewrote an info read this way would store the derived opt in etcd. Where Go
+    /// would panic (cyclic on and `opts` null, a nil map) the map is created instead.
+    ///
+    /// # Errors
+    /// As [`decode`].
+    pub fn unmarshal(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        let mut info: Self = decode(bytes)?;
+        if info.config.cyclic_replication.enable {
+            let cyclic = String::from_utf8(encode(&info.config.cyclic_replication)?)
+                .map_err(<serde_json::Error as serde::ser::Error>::custom)?;
+            info.opts
+                .get_or_insert_with(BTreeMap::new)
+                .insert(CYCLIC_CONFIG_OPT.to_owned(), cyclic);
+        }
+        Ok(info)
+    }
+
+    /// Go's `CreateTime.Unix()`: the Unix seconds (floored) of `create-time`, or `None` when it
+    /// is not an RFC3339 time.
+    pub fn create_time_unix_secs(&self) -> Option<i64> {
+        parse_rfc3339_unix_secs(&self.create_time)
+    }
+
     /// TiCDC's `GetStartTs`: `start-ts` if it is > 0, else the TSO of `create-time`.
     ///
     /// TiCDC computes that TSO as `EncodeTSO(CreateTime.Unix() * 1000)`, so the sub-second part
@@ -241,7 +274,7 @@ impl ChangeFeedInfo {
         if self.start_ts.0 > 0 {
             return self.start_ts;
         }
-        parse_rfc3339_unix_secs(&self.create_time)
+        self.create_time_unix_secs()
             .and_then(|secs| u64::try_from(secs).ok())
             .and_then(|secs| secs.checked_mul(1000))
             .map(|ms| Ts::from_parts(ms, 0))

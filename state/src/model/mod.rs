@@ -32,7 +32,9 @@ mod status;
 mod task;
 
 pub use capture::CaptureInfo;
-pub use changefeed::{sort_engine, AdminJobType, ChangeFeedInfo, FeedState, GO_ZERO_TIME};
+pub use changefeed::{
+    sort_engine, AdminJobType, ChangeFeedInfo, FeedState, CYCLIC_CONFIG_OPT, GO_ZERO_TIME,
+};
 pub use codec::{decode, encode};
 pub use config::{
     CyclicConfig, DispatchRule, FilterConfig, FilterTable, MounterConfig, MySqlReplicationRules,

@@ -170,13 +170,16 @@ impl TaskStatus {
 
     /// TiCDC's `RemoveTable`: nothing if the table is absent, else drop it and add a
     /// Dispatched delete operation at `boundary_ts` (flagged as a move if `is_move`).
-    pub fn remove_table(&mut self, table: TableId, boundary_ts: Ts, is_move: bool) {
-        let Some(tables) = self.tables.as_mut() else {
-            return;
-        };
-        if tables.remove(&table).is_none() {
-            return;
-        }
+    ///
+    /// Returns the removed table's replica info (`None`: it was not held), as TiCDC's does, so
+    /// a caller moving the table knows where it stood without a second lookup.
+    pub fn remove_table(
+        &mut self,
+        table: TableId,
+        boundary_ts: Ts,
+        is_move: bool,
+    ) -> Option<TableReplicaInfo> {
+        let removed = self.tables.as_mut()?.remove(&table)?;
         let op = TableOperation {
             delete: true,
             boundary_ts,
@@ -186,6 +189,7 @@ impl TaskStatus {
         self.operation
             .get_or_insert_with(BTreeMap::new)
             .insert(table, op);
+        Some(removed)
     }
 
     /// No tables and no operations.

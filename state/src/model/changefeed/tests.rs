@@ -245,3 +245,34 @@ fn rfc3339_parsing_handles_zones_fractions_and_rejects_junk() {
         assert_eq!(parse_rfc3339_unix_secs(junk), None, "{junk:?}");
     }
 }
+
+#[test]
+fn unmarshal_hands_an_enabled_cyclic_config_to_opts_and_decode_does_not() {
+    let cyclic = r#"{"enable":true,"replica-id":1,"filter-replica-ids":[2,3],"id-buckets":4,"sync-ddl":true}"#;
+    let go = FACTS_INFO.replace(
+        r#""cyclic-replication":{"enable":false,"replica-id":0,"filter-replica-ids":null,"id-buckets":0,"sync-ddl":false}"#,
+        &format!(r#""cyclic-replication":{cyclic}"#),
+    );
+    let info = ChangeFeedInfo::unmarshal(go.as_bytes()).expect("unmarshal");
+    assert_eq!(
+        info.opts,
+        Some(BTreeMap::from([(
+            CYCLIC_CONFIG_OPT.to_owned(),
+            cyclic.to_owned()
+        )]))
+    );
+    let plain: ChangeFeedInfo = decode(go.as_bytes()).expect("decode");
+    assert_eq!(
+        plain.opts,
+        Some(BTreeMap::new()),
+        "the snapshot's decode adds nothing"
+    );
+
+    // Null opts (where Go's nil map would panic) get a map; cyclic off leaves opts alone.
+    let null_opts = go.replace(r#""opts":{}"#, r#""opts":null"#);
+    let info = ChangeFeedInfo::unmarshal(null_opts.as_bytes()).expect("unmarshal");
+    assert_eq!(info.opts.map(|o| o.len()), Some(1));
+    let info = ChangeFeedInfo::unmarshal(FACTS_INFO.as_bytes()).expect("unmarshal");
+    assert_eq!(info.opts, Some(BTreeMap::new()));
+    assert!(ChangeFeedInfo::unmarshal(b"fake value").is_err());
+}

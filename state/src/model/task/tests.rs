@@ -230,18 +230,23 @@ fn add_table_follows_ticdc() {
 fn remove_table_follows_ticdc() {
     let mut s = TaskStatus::default();
     // Absent (and nil maps): a no-op that creates nothing.
-    s.remove_table(TableId(2), Ts(20), false);
+    assert_eq!(s.remove_table(TableId(2), Ts(20), false), None);
     assert_eq!(s, TaskStatus::default());
 
     s.add_table(TableId(1), Ts(10), Ts(10));
-    s.remove_table(TableId(2), Ts(20), false);
+    assert_eq!(s.remove_table(TableId(2), Ts(20), false), None);
     assert_eq!(
         s.operation.as_ref().expect("ops").len(),
         1,
         "absent table: no-op"
     );
 
-    s.remove_table(TableId(1), Ts(20), false);
+    let removed = s.remove_table(TableId(1), Ts(20), false);
+    assert_eq!(
+        removed.map(|r| r.start_ts),
+        Some(Ts(10)),
+        "the removed table is returned"
+    );
     let op = &s.operation.as_ref().expect("ops")[&TableId(1)];
     assert!(op.delete && !op.is_move() && op.flag == 0 && op.boundary_ts == Ts(20));
     assert_eq!(
