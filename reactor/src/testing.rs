@@ -255,6 +255,15 @@ impl EtcdHarness {
 
 impl Drop for EtcdHarness {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Whether etcd was still up tells a test's bug from etcd dying under it.
+            let exited = self.child.as_mut().map(|c| c.try_wait());
+            match exited {
+                Some(Ok(Some(status))) => eprintln!("test etcd had exited: {status}"),
+                Some(Ok(None)) => eprintln!("test etcd was still running"),
+                _ => eprintln!("test etcd was stopped by the test"),
+            }
+        }
         self.stop();
         if std::thread::panicking() {
             // The temp dir goes with us: keep etcd's log (not its data, which is large) for the

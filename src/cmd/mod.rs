@@ -11,8 +11,8 @@ macro_rules! outln {
 
 pub mod cli;
 mod cli_capture;
-mod cli_stats;
 mod cli_pd;
+mod cli_stats;
 pub mod replay;
 pub mod verify;
 

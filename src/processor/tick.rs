@@ -527,7 +527,9 @@ impl Run<'_> {
 
         self.handle_operations(p, position.resolved_ts);
         self.sync_tables(p);
-        let count = p.rows.observe(pipelines(self.tables, self.id), position.count);
+        let count = p
+            .rows
+            .observe(pipelines(self.tables, self.id), position.count);
         self.handle_position(
             p,
             (position.checkpoint_ts, position.resolved_ts),

@@ -674,7 +674,10 @@ fn a_failure_before_the_position_exists_creates_it_at_the_changefeed_checkpoint(
 
 #[test]
 fn the_row_count_adds_up_runs_that_restart_or_leave_and_continues_a_stored_count() {
-    let run = |rows: u64| TableProgress { rows, ..running(10, 10) };
+    let run = |rows: u64| TableProgress {
+        rows,
+        ..running(10, 10)
+    };
     let mut c = RowCount::default();
     let reports = |list: &[(i64, u64)]| -> Vec<(TableId, TableProgress)> {
         list.iter().map(|(t, r)| (TableId(*t), run(*r))).collect()
@@ -685,7 +688,11 @@ fn the_row_count_adds_up_runs_that_restart_or_leave_and_continues_a_stored_count
     };
     assert_eq!(observe(&mut c, &[(1, 0), (2, 0)], 7), None, "no row yet");
     assert!(c.is_empty(), "nothing to record while no row was written");
-    assert_eq!(observe(&mut c, &[(1, 5), (2, 0)], 7), Some(12), "on top of the stored 7");
+    assert_eq!(
+        observe(&mut c, &[(1, 5), (2, 0)], 7),
+        Some(12),
+        "on top of the stored 7"
+    );
     assert_eq!(observe(&mut c, &[(1, 8), (2, 3)], 12), Some(18));
     // Table 1 restarts (a new run counts from 0); table 2 moves away.
     assert_eq!(observe(&mut c, &[(1, 1)], 18), Some(19));
