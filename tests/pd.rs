@@ -373,3 +373,94 @@ async fn an_incompatible_pd_fails_the_start_naming_it() {
         "{text}"
     );
 }
+
+/// Issue #15: `cdc cli unsafe delete-service-gc-safepoint` and `unsafe reset` on a PD, as
+/// TiCDC's: the cluster's service safe point goes, and reset deletes every key of the
+/// cluster (not a sibling prefix's) after a confirmation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsafe_commands_remove_the_service_safe_point_and_the_metadata() {
+    let etcd = EtcdHarness::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let standin = Standin::start(STANDIN, &etcd.client_url(), 1, dir.path(), &[]);
+    let pd = standin.pd_arg();
+    let client = pd_client(&standin).await;
+    let protect = || async {
+        let now = client.get_ts().await.expect("ts");
+        client
+            .update_service_gc_safe_point("ticdc", 3_600, now)
+            .await
+            .expect("protect");
+    };
+    protect().await;
+    assert!(service_safe_point(&etcd, &standin, "ticdc").await.is_some());
+    let out = cli_ok(&pd, &["unsafe", "delete-service-gc-safepoint"]);
+    assert!(out.contains("successfully"), "{out}");
+    assert!(service_safe_point(&etcd, &standin, "ticdc").await.is_none());
+    let plain = cli(
+        &etcd.client_url(),
+        &["unsafe", "delete-service-gc-safepoint"],
+    );
+    let err = String::from_utf8_lossy(&plain.stderr);
+    assert!(
+        !plain.status.success() && err.contains("plain etcd"),
+        "{err}"
+    );
+
+    let store = etcd.store().await;
+    for key in [
+        "/tidb/cdc/changefeed/info/a",
+        "/tidb/cdc/job/a",
+        "/tidb/cdc2/keep",
+    ] {
+        put(&store, key, "{}").await;
+    }
+    protect().await;
+    let reset = |answer: &'static str, extra: &[&str]| {
+        let mut child = Command::new(CDC)
+            .args(["cli", "--pd", &pd, "unsafe", "reset"])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("reset");
+        if let Some(mut stdin) = child.stdin.take() {
+            use std::io::Write;
+            let _ = stdin.write_all(answer.as_bytes());
+        }
+        child.wait_with_output().expect("reset output")
+    };
+    let out = reset("n\n", &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("are you sure?") && text.contains("Aborted reset"),
+        "{text}"
+    );
+    assert!(
+        get(&store, "/tidb/cdc/job/a").await.is_some(),
+        "nothing deleted"
+    );
+    let out = reset("y\n", &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("deleted 2 keys under /tidb/cdc"),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(get(&store, "/tidb/cdc/job/a").await.is_none());
+    assert!(get(&store, "/tidb/cdc/changefeed/info/a").await.is_none());
+    assert!(
+        get(&store, "/tidb/cdc2/keep").await.is_some(),
+        "a sibling prefix is kept"
+    );
+    assert!(
+        service_safe_point(&etcd, &standin, "ticdc").await.is_none(),
+        "and PD's safe point"
+    );
+    let out = reset("", &["--no-confirm"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && !text.contains("are you sure?") && text.contains("deleted 0 keys"),
+        "{text}"
+    );
+}

@@ -201,6 +201,14 @@ enum ProcessorCommand {
 enum UnsafeCommand {
     /// Print every key and value under the cluster prefix (sink passwords masked).
     ShowMetadata,
+    /// Delete every key under the cluster prefix (and, on a PD, the service GC safe point).
+    Reset {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        no_confirm: bool,
+    },
+    /// Remove the cluster's service GC safe point from PD.
+    DeleteServiceGcSafepoint,
 }
 
 fn print(v: &Value) -> anyhow::Result<()> {
@@ -287,14 +295,12 @@ pub async fn run(args: CliArgs) -> anyhow::Result<()> {
             }
             print(&json!({ "status": status, "position": position }))
         }
-        CliCommand::Unsafe(UnsafeCommand::ShowMetadata) => {
-            let kvs = meta.raw().await?;
-            for kv in &kvs {
-                let value = rcdc::api::mask_sink_uris(&String::from_utf8_lossy(&kv.value));
-                outln!("Key: {}, Value: {value}", kv.key)?;
-            }
-            outln!("Show {} KVs", kvs.len())?;
-            Ok(())
+        CliCommand::Unsafe(UnsafeCommand::ShowMetadata) => super::cli_unsafe::show_metadata(&meta).await,
+        CliCommand::Unsafe(UnsafeCommand::Reset { no_confirm }) => {
+            super::cli_unsafe::reset(&meta, &endpoints, &security, no_confirm).await
+        }
+        CliCommand::Unsafe(UnsafeCommand::DeleteServiceGcSafepoint) => {
+            super::cli_unsafe::delete_service_gc_safepoint(&meta, &endpoints, &security).await
         }
     }
     }

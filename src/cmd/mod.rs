@@ -13,6 +13,7 @@ pub mod cli;
 mod cli_capture;
 mod cli_pd;
 mod cli_stats;
+mod cli_unsafe;
 pub mod replay;
 pub mod verify;
 
