@@ -78,6 +78,9 @@ pub struct ServerFlags {
     /// Client certificate CNs the API accepts, comma-separated (default: any the CA signed).
     #[arg(long)]
     pub cert_allowed_cn: Option<String>,
+    /// Deprecated in TiCDC and ignored: the sorter works under --data-dir.
+    #[arg(long, hide = true)]
+    pub sort_dir: Option<String>,
 }
 
 /// The resolved configuration.
@@ -396,6 +399,11 @@ pub fn resolve_with(
     }
     if let Some(tz) = pick(&flags.tz, &f.tz) {
         c.tz = tz;
+    }
+    if let Some(dir) = &flags.sort_dir {
+        c.warnings.push(format!(
+            "--sort-dir is deprecated and ignored ({dir}): the sorter works under --data-dir"
+        ));
     }
     if let Some(ttl) = f.capture_session_ttl {
         if ttl < 5 {

@@ -33,7 +33,22 @@ enum Command {
 }
 
 fn main() {
-    if let Err(e) = run(Cli::parse()) {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            let args: Vec<String> = std::env::args_os()
+                .skip(1)
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            if let Some(why) = cmd::ticdc_only::not_supported(&args) {
+                eprintln!("Error: {why}");
+                std::process::exit(2);
+            }
+            e.exit()
+        }
+        Err(e) => e.exit(), // --help, --version
+    };
+    if let Err(e) = run(cli) {
         let reader_gone = e.chain().any(|c| {
             c.downcast_ref::<std::io::Error>()
                 .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)

@@ -174,6 +174,53 @@ async fn every_cli_command_against_a_real_cluster() {
         &["changefeed", "create", "-c", "cf2"],
         "--sink-uri is required",
     );
+    // TiCDC's flags and commands (issue #15): refused, deprecated or not in rcdc, each said.
+    let create = [
+        "changefeed",
+        "create",
+        "-c",
+        "cf2",
+        "--sink-uri",
+        "blackhole://",
+    ];
+    cli.fails(
+        &[&create[..], &["--sync-point"]].concat(),
+        "--sync-point and --sync-interval are not supported yet",
+    );
+    cli.fails(
+        &[&create[..], &["--sync-interval", "5m"]].concat(),
+        "not supported yet",
+    );
+    cli.fails(
+        &[&create[..], &["--tz", "Mars/Olympus"]].concat(),
+        "invalid tz \"Mars/Olympus\"",
+    );
+    cli.fails(
+        &["changefeed", "cyclic", "create-marktables"],
+        "`cdc cli changefeed cyclic` (cyclic replication) is not supported by rcdc",
+    );
+    cli.fails(
+        &[&create[..], &["--cyclic-replica-id", "1"]].concat(),
+        "--cyclic-replica-id (cyclic replication) is not supported by rcdc",
+    );
+    let out = cli.run(&[
+        "changefeed",
+        "create",
+        "-c",
+        "cf-tz",
+        "--sink-uri",
+        "blackhole://",
+        "--tz",
+        "Asia/Shanghai",
+        "--sort-dir",
+        "/tmp/x",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.contains("--sort-dir is deprecated"),
+        "{err}"
+    );
+    cli.ok(&["changefeed", "remove", "-c", "cf-tz"]);
     cli.fails(
         &[
             "changefeed",

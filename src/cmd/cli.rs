@@ -100,6 +100,19 @@ enum ChangefeedCommand {
         /// Sort engine (only `unified`).
         #[arg(long, default_value = "unified")]
         sort_engine: String,
+        /// Deprecated in TiCDC and ignored: the server's --data-dir decides.
+        #[arg(long, hide = true)]
+        sort_dir: Option<String>,
+        /// Time zone the sink URI is checked in: System or an IANA name (the changefeed's
+        /// times follow the server's --tz, as in TiCDC).
+        #[arg(long)]
+        tz: Option<String>,
+        /// Sync points (not supported yet: no rcdc sink writes them).
+        #[arg(long)]
+        sync_point: bool,
+        /// Sync point interval (not supported yet).
+        #[arg(long)]
+        sync_interval: Option<String>,
         #[command(flatten)]
         flags: ChangefeedFlags,
     },
@@ -347,10 +360,23 @@ async fn changefeed(
             upstream,
             no_confirm: _,
             sort_engine,
+            sort_dir,
+            tz,
+            sync_point,
+            sync_interval,
             flags,
         } => {
             if sort_engine != "unified" {
                 bail!("invalid --sort-engine {sort_engine:?}: rcdc sorts in memory (use unified)");
+            }
+            if sync_point || sync_interval.is_some() {
+                bail!("--sync-point and --sync-interval are not supported yet: no rcdc sink writes sync points");
+            }
+            if let Some(tz) = &tz {
+                rcdc::config::timezone(tz)?;
+            }
+            if sort_dir.is_some() {
+                eprintln!("Warning: --sort-dir is deprecated and ignored for a changefeed: each cdc server sorts under its own --data-dir");
             }
             let sink_uri = flags
                 .sink_uri

@@ -15,6 +15,7 @@ mod cli_pd;
 mod cli_stats;
 mod cli_unsafe;
 pub mod replay;
+pub mod ticdc_only;
 pub mod verify;
 
 pub(crate) use super::endpoints;

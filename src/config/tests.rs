@@ -408,3 +408,16 @@ fn security_comes_from_the_file_and_flags_and_must_match_the_endpoints() {
         assert!(e.contains(want), "{e:?} should contain {want:?}");
     }
 }
+
+#[test]
+fn a_sort_dir_flag_is_accepted_with_a_deprecation_warning() {
+    let flags = ServerFlags {
+        sort_dir: Some("/tmp/sort".into()),
+        ..ServerFlags::default()
+    };
+    let c = resolve_with(&flags, None).expect("accepted");
+    assert_eq!(
+        c.warnings,
+        ["--sort-dir is deprecated and ignored (/tmp/sort): the sorter works under --data-dir"]
+    );
+}
