@@ -355,13 +355,51 @@ async fn every_cli_command_against_a_real_cluster() {
         .last()
         .is_some_and(|l| l.starts_with("Show ") && l.ends_with(" KVs")));
 
-    // Remove: gone from `list -a`.
+    // Every series of cf1 the captures export (checked again after the removal).
+    let series_of_cf1 = || async {
+        let mut found = Vec::new();
+        for port in ports {
+            let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+                .await
+                .expect("GET /metrics")
+                .text()
+                .await
+                .expect("metrics text");
+            found.extend(
+                text.lines()
+                    .filter(|l| !l.starts_with('#') && l.contains("changefeed=\"cf1\""))
+                    .map(|l| l.split('{').next().unwrap_or_default().to_owned()),
+            );
+        }
+        found
+    };
+    wait_until(DEADLINE, "cf1's rows counted", || async {
+        series_of_cf1()
+            .await
+            .iter()
+            .any(|s| s == "ticdc_sink_table_sink_total_rows_count")
+    })
+    .await;
+
+    // Remove: gone from `list -a`, and its metrics go from every capture (issue #15).
     cli.ok(&["changefeed", "remove", "-c", "cf1"]);
     wait_until(DEADLINE, "cf1 removed", || async {
         let out = cli.run(&["changefeed", "list", "-a"]);
         serde_json::from_slice::<Value>(&out.stdout).ok() == Some(Value::Array(vec![]))
     })
     .await;
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let left = series_of_cf1().await;
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "series of the removed cf1 still exported: {left:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 
     // A dead etcd is one clear line, not a hang or a panic.
     let dead = Cli {

@@ -114,7 +114,12 @@ impl OwnerMetrics {
             }
             seen.push(id.clone());
         }
-        for gone in self.published.iter().filter(|id| !seen.contains(id)) {
+        // `seen` is sorted: the state's changefeeds are a sorted map.
+        for gone in self
+            .published
+            .iter()
+            .filter(|id| seen.binary_search(id).is_err())
+        {
             remove(gone);
         }
         self.published = seen;

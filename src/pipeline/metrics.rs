@@ -15,6 +15,11 @@ static ROWS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("register ticdc_sink_table_sink_total_rows_count")
 });
 
+/// Drops the series of a changefeed that was removed.
+pub fn forget(changefeed: &str) {
+    let _ = ROWS.remove_label_values(&["default", changefeed]);
+}
+
 /// Counts `rows` flushed rows of `changefeed`.
 pub fn rows_flushed(changefeed: &str, rows: u64) {
     if rows > 0 {

@@ -1,11 +1,11 @@
 //! The processor's Prometheus metrics, with TiCDC's names. Published by the runtime adapter
 //! at most once per second, from the pipelines this capture runs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
 
 use prometheus::{register_int_gauge_vec, IntGaugeVec};
-use rcdc_state::{CaptureId, ChangefeedId};
+use rcdc_state::{CaptureId, ChangefeedId, GlobalState};
 
 use super::tick::Pipelines;
 
@@ -25,11 +25,22 @@ static NUM_OF_TABLES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
 pub struct ProcessorMetrics {
     last_ms: Option<u64>,
     published: Vec<ChangefeedId>,
+    /// Changefeeds whose rows this capture's pipelines may have counted: their row series
+    /// goes once the changefeed itself is gone (not when its tables merely move away, and
+    /// not while it is only marked removed).
+    counted: BTreeSet<ChangefeedId>,
 }
 
 impl ProcessorMetrics {
-    /// Publishes table counts per changefeed, at most once per second.
-    pub fn observe(&mut self, capture: &CaptureId, tables: &Pipelines, now_ms: u64) {
+    /// Publishes table counts per changefeed, at most once per second. The series of a
+    /// changefeed that no longer exists go, the data path's row counter included.
+    pub fn observe(
+        &mut self,
+        capture: &CaptureId,
+        state: &GlobalState,
+        tables: &Pipelines,
+        now_ms: u64,
+    ) {
         if self
             .last_ms
             .is_some_and(|t| now_ms.saturating_sub(t) < 1_000)
@@ -45,6 +56,14 @@ impl ProcessorMetrics {
             let _ =
                 NUM_OF_TABLES.remove_label_values(&["default", gone.as_str(), capture.as_str()]);
         }
+        self.counted.extend(counts.keys().map(|c| (*c).clone()));
+        self.counted.retain(|cf| {
+            let exists = state.changefeed(cf).is_some_and(|c| c.info.is_some());
+            if !exists {
+                crate::pipeline::metrics::forget(cf.as_str());
+            }
+            exists
+        });
         for (cf, n) in &counts {
             NUM_OF_TABLES
                 .with_label_values(&["default", cf.as_str(), capture.as_str()])

@@ -139,7 +139,7 @@ impl Reactor for ProcessorReactor {
             let _ = self.commands.send(Command { command, info });
         }
         self.metrics
-            .observe(self.manager.capture(), &tables, ctx.now_ms);
+            .observe(self.manager.capture(), state, &tables, ctx.now_ms);
         if recorded {
             // The next recorded tick's delta is taken against this view.
             self.recorded = tables;
