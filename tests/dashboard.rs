@@ -195,6 +195,9 @@ fn start_tag(html: &str, open: usize) -> Option<(String, BTreeMap<String, String
             return Some((name, attrs, html.len() - after.len()));
         }
         let key_len = tail.find(|c: char| c == '=' || c == '>' || c.is_whitespace())?;
+        if key_len == 0 {
+            return None; // not a serialized attribute; never loop on it
+        }
         let key = tail[..key_len].to_owned();
         i += key_len;
         if let Some(v) = html[i..].strip_prefix("=\"") {

@@ -96,8 +96,9 @@ pub struct ErrorView {
     pub code: String,
     /// The message.
     pub message: String,
-    /// When it was recorded (Unix ms): the last entry of the changefeed's error history.
-    /// `None` once that history aged out (TiCDC keeps 2 minutes) or for a corrupt value.
+    /// When it was recorded (Unix ms): the latest entry of the changefeed's error history,
+    /// which the owner writes with the error (and clears with it). `None` for a corrupt
+    /// value, or an error some other writer left without a history.
     pub time_ms: Option<i64>,
     /// `time_ms` rendered in `--tz`.
     pub time: Option<String>,
@@ -251,20 +252,19 @@ fn errors(state: &GlobalState, tz: TimeZone) -> Vec<ErrorView> {
     for (id, cf) in state.changefeeds() {
         // A processor's error in its task position is folded into the info by the owner's
         // next tick, so the info's error is the one to show.
-        if let Some((info, e)) = cf.info.as_ref().and_then(|i| Some((i, i.error.as_ref()?))) {
-            if shown(info.state) {
-                let time_ms = info.history.as_ref().and_then(|h| h.iter().max().copied());
-                out.push(ErrorView {
-                    changefeed: id.to_string(),
-                    addr: e.addr.clone(),
-                    code: e.code.clone(),
-                    message: e.message.clone(),
-                    time_ms,
-                    time: time_ms
-                        .and_then(|ms| u64::try_from(ms).ok())
-                        .map(|ms| tz.format(Ts::from_parts(ms, 0))),
-                });
-            }
+        let info = cf.info.as_ref().filter(|i| shown(i.state));
+        if let Some((info, e)) = info.and_then(|i| i.error.as_ref().map(|e| (i, e))) {
+            let time_ms = info.history.as_ref().and_then(|h| h.iter().max().copied());
+            out.push(ErrorView {
+                changefeed: id.to_string(),
+                addr: e.addr.clone(),
+                code: e.code.clone(),
+                message: e.message.clone(),
+                time_ms,
+                time: time_ms
+                    .and_then(|ms| u64::try_from(ms).ok())
+                    .map(|ms| tz.format(Ts::from_parts(ms, 0))),
+            });
         }
         for bad in cf.corrupt.values() {
             out.push(ErrorView {
