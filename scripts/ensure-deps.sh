@@ -5,7 +5,9 @@
 set -euo pipefail
 
 #   schemathesis (PyPI, into target/tools/venv) — only with --test-tools: the API test runs
-#   TiCDC's OpenAPI spec through it.
+#   TiCDC's OpenAPI spec through it;
+#   chromium (Debian package chromium) — only with --test-tools: tests/dashboard.rs renders the
+#   web dashboard in headless Chromium.
 cd "$(dirname "$0")/.."
 want_tools=false
 [ "${1:-}" = "--test-tools" ] && want_tools=true
@@ -14,6 +16,9 @@ venv=target/tools/venv
 missing=()
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+if $want_tools; then
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+fi
 if $want_tools && [ ! -x "$venv/bin/schemathesis" ]; then
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
@@ -42,4 +47,5 @@ export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 command -v etcd >/dev/null && command -v protoc >/dev/null
+if $want_tools; then [ -x /usr/bin/chromium ]; fi
 install_tools

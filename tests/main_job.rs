@@ -1,6 +1,7 @@
 //! The README's main-job command (`./scripts/demo`), run for a bounded time: a local etcd,
-//! three captures and a demo:// -> file:// changefeed. Its progress lines must show the
-//! checkpoint advancing, and the `cdc verify` command it prints at the end must pass.
+//! three captures and a demo:// -> file:// changefeed. It must print the dashboard's URL, its
+//! progress lines must show the checkpoint advancing, and the `cdc verify` command it prints
+//! at the end must pass.
 
 use std::process::Command;
 
@@ -40,6 +41,13 @@ fn readme_main_job_replicates_and_verifies() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("3 captures up:"), "{stdout}");
+    let first_port = ports.split(',').next().unwrap_or_default();
+    assert!(
+        stdout.contains(&format!(
+            "dashboard: http://127.0.0.1:{first_port}/dashboard\n"
+        )),
+        "the dashboard's URL: {stdout}"
+    );
 
     // Progress lines: "checkpoint <ts>  lag <n> ms  rows in sink <n> ..."; the checkpoint moves.
     let checkpoints: Vec<u64> = stdout

@@ -247,7 +247,14 @@ async fn a_cluster_runs_with_tls_on_etcd_the_api_and_the_cli() {
     let (_, d) = get_json(&http, &detail).await.expect("detail");
     assert_eq!(d["state"], "normal", "the owner at {owner} resumed it: {d}");
 
-    for path in ["/status", "/metrics", "/api/v1/captures", "/config"] {
+    for path in [
+        "/status",
+        "/metrics",
+        "/api/v1/captures",
+        "/config",
+        "/dashboard",
+        "/dashboard/data",
+    ] {
         let r = http
             .get(format!("https://127.0.0.1:{owner}{path}"))
             .send()
@@ -386,6 +393,7 @@ async fn disallowed_cns_get_403(c: &TlsCluster, port: u16) {
         (reqwest::Method::GET, "/status"),
         (reqwest::Method::GET, "/metrics"),
         (reqwest::Method::GET, "/api/v1/status"),
+        (reqwest::Method::GET, "/dashboard/data"),
         (reqwest::Method::POST, "/api/v1/changefeeds"),
         (reqwest::Method::POST, "/capture/owner/resign"),
         (reqwest::Method::GET, "/no/such/route"),

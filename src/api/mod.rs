@@ -16,6 +16,7 @@
 
 mod changefeeds;
 mod cluster;
+mod dashboard;
 pub mod error;
 mod forward;
 mod legacy;
@@ -134,6 +135,8 @@ pub fn router(ctx: ApiContext) -> Router {
         // Operations.
         .route("/metrics", get(cl::metrics))
         .route("/config", get(cl::config))
+        // The web dashboard and its data (outside /api/v1, which is TiCDC's spec).
+        .merge(dashboard::routes(&ctx))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(ctx)

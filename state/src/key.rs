@@ -163,6 +163,10 @@ impl KeyLayout {
     pub fn changefeed_info_prefix(&self) -> String {
         format!("{}{INFO}", self.prefix)
     }
+    /// `<prefix>/job/`: every changefeed's status (its checkpoint).
+    pub fn status_prefix(&self) -> String {
+        format!("{}{JOB}", self.prefix)
+    }
     /// `<prefix>/task/status/<capture>/`: one capture's task statuses.
     pub fn task_status_prefix(&self, capture: &CaptureId) -> String {
         format!("{}{TASK_STATUS}{capture}/", self.prefix)
