@@ -388,14 +388,14 @@ async fn every_cli_command_against_a_real_cluster() {
         serde_json::from_slice::<Value>(&out.stdout).ok() == Some(Value::Array(vec![]))
     })
     .await;
-    let deadline = std::time::Instant::now() + DEADLINE;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
         let left = series_of_cf1().await;
         if left.is_empty() {
             break;
         }
         assert!(
-            std::time::Instant::now() < deadline,
+            tokio::time::Instant::now() < deadline,
             "series of the removed cf1 still exported: {left:?}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -638,7 +638,7 @@ fn statistics(pd: &str, id: &str, n: usize) -> Vec<Value> {
         }
     });
     let mut text = Vec::new();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     let reports = loop {
         let parsed: Vec<Value> = serde_json::Deserializer::from_slice(&text)
             .into_iter::<Value>()
@@ -647,7 +647,7 @@ fn statistics(pd: &str, id: &str, n: usize) -> Vec<Value> {
         if parsed.len() >= n {
             break parsed;
         }
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         match rx.recv_timeout(left) {
             Ok(chunk) => text.extend(chunk),
             Err(_) => panic!(

@@ -88,12 +88,15 @@ fn readme_main_job_replicates_and_verifies() {
     assert!(rates.len() >= 2, "rows/s figures:\n{stdout}");
     rates.sort_unstable();
     let median = rates[rates.len() / 2];
-    assert!((1_000..=8_000).contains(&median), "median {median} rows/s of {rates:?}:\n{stdout}");
+    assert!(
+        (1_000..=8_000).contains(&median),
+        "median {median} rows/s of {rates:?}:\n{stdout}"
+    );
 
     // Ctrl-C stops the captures one by one, the owner last, so no drain waits out its timeout.
     for i in 1..=3 {
-        let log = std::fs::read_to_string(data.join(format!("logs/capture-{i}.log")))
-            .unwrap_or_default();
+        let log =
+            std::fs::read_to_string(data.join(format!("logs/capture-{i}.log"))).unwrap_or_default();
         assert!(!log.contains("drain timed out"), "capture {i}:\n{log}");
     }
 
