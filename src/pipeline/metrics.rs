@@ -1,7 +1,9 @@
 //! The data path's Prometheus metrics, with TiCDC's names.
 
+use std::collections::BTreeSet;
 use std::sync::LazyLock;
 
+use parking_lot::Mutex;
 use prometheus::{register_int_counter_vec, IntCounterVec};
 
 // Registration fails only on a duplicate name: a programming error any pipeline test hits.
@@ -15,14 +17,30 @@ static ROWS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("register ticdc_sink_table_sink_total_rows_count")
 });
 
+/// The changefeeds with a row series, so that the series of a removed one can be found
+/// however briefly its tables ran here.
+static COUNTED: LazyLock<Mutex<BTreeSet<String>>> = LazyLock::new(Default::default);
+
+/// The changefeeds whose rows this process counted.
+pub fn counted() -> Vec<String> {
+    COUNTED.lock().iter().cloned().collect()
+}
+
 /// Drops the series of a changefeed that was removed.
 pub fn forget(changefeed: &str) {
+    let mut counted = COUNTED.lock();
+    counted.remove(changefeed);
+    // Under the lock: a concurrent first count cannot slip between the two.
     let _ = ROWS.remove_label_values(&["default", changefeed]);
 }
 
 /// Counts `rows` flushed rows of `changefeed`.
 pub fn rows_flushed(changefeed: &str, rows: u64) {
     if rows > 0 {
+        let mut counted = COUNTED.lock();
+        if !counted.contains(changefeed) {
+            counted.insert(changefeed.to_owned());
+        }
         ROWS.with_label_values(&["default", changefeed])
             .inc_by(rows);
     }

@@ -1,7 +1,7 @@
 //! The processor's Prometheus metrics, with TiCDC's names. Published by the runtime adapter
 //! at most once per second, from the pipelines this capture runs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use prometheus::{register_int_gauge_vec, IntGaugeVec};
@@ -25,10 +25,6 @@ static NUM_OF_TABLES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
 pub struct ProcessorMetrics {
     last_ms: Option<u64>,
     published: Vec<ChangefeedId>,
-    /// Changefeeds whose rows this capture's pipelines may have counted: their row series
-    /// goes once the changefeed itself is gone (not when its tables merely move away, and
-    /// not while it is only marked removed).
-    counted: BTreeSet<ChangefeedId>,
 }
 
 impl ProcessorMetrics {
@@ -56,14 +52,14 @@ impl ProcessorMetrics {
             let _ =
                 NUM_OF_TABLES.remove_label_values(&["default", gone.as_str(), capture.as_str()]);
         }
-        self.counted.extend(counts.keys().map(|c| (*c).clone()));
-        self.counted.retain(|cf| {
-            let exists = state.changefeed(cf).is_some_and(|c| c.info.is_some());
-            if !exists {
-                crate::pipeline::metrics::forget(cf.as_str());
+        // A row series goes once its changefeed is gone (not when its tables merely move
+        // away, and not while it is only marked removed).
+        for cf in crate::pipeline::metrics::counted() {
+            let id = ChangefeedId::from(cf.as_str());
+            if state.changefeed(&id).is_none_or(|c| c.info.is_none()) {
+                crate::pipeline::metrics::forget(&cf);
             }
-            exists
-        });
+        }
         for (cf, n) in &counts {
             NUM_OF_TABLES
                 .with_label_values(&["default", cf.as_str(), capture.as_str()])
