@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use rcdc_reactor::store::{Compare, CompareTarget, KeyValue, MetaStore, StoreError, Txn, TxnOp};
 use rcdc_state::ids::is_valid_changefeed_id;
-use rcdc_state::model::{encode, ChangeFeedInfo, FeedState, ReplicaConfig};
+use rcdc_state::model::{
+    encode, AdminJobType, ChangeFeedInfo, ChangeFeedStatus, FeedState, ReplicaConfig,
+};
 use rcdc_state::{CaptureId, ChangefeedId, GlobalState, KeyLayout, Revision, Ts};
 
 use crate::data_plane::UPSTREAM_URI_FIELD;
@@ -298,19 +300,64 @@ impl Meta {
             key,
             target: CompareTarget::CreateRevision(Revision(0)),
         };
+        let mut success = vec![TxnOp::Put {
+            key: info_key.clone(),
+            value,
+            lease: 0,
+        }];
+        // A removed changefeed's record (its job key) gives its id back: replaced in the same
+        // txn, and only as read (a live changefeed's status is never taken over).
+        let job = match self.removed_record(&job_key).await? {
+            Some(revision) => {
+                success.push(TxnOp::Delete {
+                    key: job_key.clone(),
+                });
+                Compare {
+                    key: job_key,
+                    target: CompareTarget::ModRevision(revision),
+                }
+            }
+            None => absent(job_key),
+        };
         let txn = Txn {
-            compares: vec![absent(info_key.clone()), absent(job_key)],
-            success: vec![TxnOp::Put {
-                key: info_key,
-                value,
-                lease: 0,
-            }],
+            compares: vec![absent(info_key), job],
+            success,
             failure: vec![],
         };
         if !self.store.txn(txn).await?.succeeded {
             return Err(MetaError::AlreadyExists(id));
         }
         Ok((id, info))
+    }
+
+    /// Deletes a removed changefeed's record (`remove --force`); false when there is none.
+    pub async fn delete_removed_record(&self, id: &ChangefeedId) -> Result<bool, MetaError> {
+        let job_key = self.layout.status(id);
+        let Some(revision) = self.removed_record(&job_key).await? else {
+            return Ok(false);
+        };
+        let txn = Txn {
+            compares: vec![Compare {
+                key: job_key.clone(),
+                target: CompareTarget::ModRevision(revision),
+            }],
+            success: vec![TxnOp::Delete { key: job_key }],
+            failure: vec![],
+        };
+        Ok(self.store.txn(txn).await?.succeeded)
+    }
+
+    /// The mod revision of `job_key` when it is a removed changefeed's record.
+    async fn removed_record(&self, job_key: &str) -> Result<Option<Revision>, MetaError> {
+        let (kvs, _) = self.store.get_prefix(job_key).await?;
+        Ok(kvs
+            .into_iter()
+            .find(|kv| kv.key == job_key)
+            .filter(|kv| {
+                serde_json::from_slice::<ChangeFeedStatus>(&kv.value)
+                    .is_ok_and(|s| s.admin_job_type == AdminJobType::Remove)
+            })
+            .map(|kv| kv.mod_revision))
     }
 
     /// Updates a stopped changefeed's operator fields, compare-and-swap on the info's mod

@@ -527,7 +527,8 @@ async fn api_routes_against_a_three_capture_cluster() {
         405
     );
 
-    // Remove through a non-owner: every key of the changefeed goes.
+    // Remove through a non-owner: every key of the changefeed goes but its record (the job
+    // key), which `?state=all` lists as removed.
     assert_eq!(
         api.send(
             reqwest::Method::DELETE,
@@ -542,18 +543,26 @@ async fn api_routes_against_a_three_capture_cluster() {
     let store = etcd.store().await;
     wait_until(
         DEADLINE,
-        "changefeed api removed with all its keys",
+        "changefeed api removed with all its keys but its record",
         || async {
             use rcdc_reactor::store::MetaStore;
             let (kvs, _) = store.get_prefix(PREFIX).await.unwrap_or_default();
-            !kvs.iter().any(|kv| kv.key.ends_with("/api"))
+            let left: Vec<&str> = kvs
+                .iter()
+                .filter(|kv| kv.key.ends_with("/api"))
+                .map(|kv| kv.key.as_str())
+                .collect();
+            left == [format!("{PREFIX}/job/api")]
         },
     )
     .await;
-    assert_eq!(
-        api.get(other, "/api/v1/changefeeds?state=all").await.1,
-        json!([])
+    let all = api.get(other, "/api/v1/changefeeds?state=all").await.1;
+    assert!(
+        all.as_array()
+            .is_some_and(|a| a.len() == 1 && a[0]["state"] == "removed"),
+        "{all}"
     );
+    assert_eq!(api.get(other, "/api/v1/changefeeds").await.1, json!([]));
 
     // Resign through a non-owner: another capture becomes owner.
     assert_eq!(api.post(other, "/api/v1/owner/resign", None).await.0, 202);

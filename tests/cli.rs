@@ -220,7 +220,7 @@ async fn every_cli_command_against_a_real_cluster() {
         out.status.success() && err.contains("--sort-dir is deprecated"),
         "{err}"
     );
-    cli.ok(&["changefeed", "remove", "-c", "cf-tz"]);
+    cli.ok(&["changefeed", "remove", "-c", "cf-tz", "--force"]);
     cli.fails(
         &[
             "changefeed",
@@ -381,13 +381,33 @@ async fn every_cli_command_against_a_real_cluster() {
     })
     .await;
 
-    // Remove: gone from `list -a`, and its metrics go from every capture (issue #15).
+    // Remove: `list -a` shows it as removed with its last checkpoint, plain `list` does not
+    // (issue #15); its metrics go from every capture.
+    let last = cli.json(&["changefeed", "query", "-s", "-c", "cf1"])["tso"]
+        .as_u64()
+        .unwrap_or(0);
     cli.ok(&["changefeed", "remove", "-c", "cf1"]);
-    wait_until(DEADLINE, "cf1 removed", || async {
-        let out = cli.run(&["changefeed", "list", "-a"]);
-        serde_json::from_slice::<Value>(&out.stdout).ok() == Some(Value::Array(vec![]))
-    })
-    .await;
+    let listed = |all: bool| {
+        let args: &[&str] = if all {
+            &["changefeed", "list", "-a"]
+        } else {
+            &["changefeed", "list"]
+        };
+        cli.json(args).as_array().cloned().unwrap_or_default()
+    };
+    let all = listed(true);
+    assert!(
+        all.len() == 1
+            && all[0]["id"] == "cf1"
+            && all[0]["summary"]["state"] == "removed"
+            && all[0]["summary"]["tso"].as_u64() >= Some(last),
+        "{all:?}"
+    );
+    assert!(listed(false).is_empty());
+    cli.fails(
+        &["changefeed", "pause", "-c", "cf1"],
+        "changefeed cf1 does not exist",
+    );
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
         let left = series_of_cf1().await;
@@ -400,6 +420,22 @@ async fn every_cli_command_against_a_real_cluster() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
+    // The id can be used again (the record is replaced); `remove --force` leaves nothing.
+    cli.ok(&[
+        "changefeed",
+        "create",
+        "-c",
+        "cf1",
+        "--sink-uri",
+        "blackhole://",
+    ]);
+    assert_eq!(listed(false).len(), 1);
+    cli.ok(&["changefeed", "remove", "-c", "cf1", "--force"]);
+    assert!(listed(true).is_empty(), "{:?}", listed(true));
+    cli.fails(
+        &["changefeed", "remove", "-c", "cf1", "--force"],
+        "changefeed cf1 does not exist",
+    );
 
     // A dead etcd is one clear line, not a hang or a panic.
     let dead = Cli {

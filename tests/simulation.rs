@@ -953,20 +953,30 @@ async fn hundred_captures(seed: u64) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    let left: Vec<String> = world
-        .store
-        .dump()
-        .into_iter()
-        .map(|kv| kv.key)
+    // Only the removed changefeed's record stays: its job key with admin job "remove".
+    let dump = world.store.dump();
+    let left: Vec<&String> = dump
+        .iter()
+        .map(|kv| &kv.key)
         .filter(|k| {
             !k.starts_with(&format!("{PREFIX}/capture/"))
                 && !k.starts_with(&format!("{PREFIX}/owner"))
                 && !k.contains("/meta/")
+                && !k.starts_with(&format!("{PREFIX}/job/"))
         })
         .collect();
     assert!(
         left.is_empty(),
         "seed {seed}: removed, yet keys remain: {left:?}"
+    );
+    let records: Vec<serde_json::Value> = dump
+        .iter()
+        .filter(|kv| kv.key.starts_with(&format!("{PREFIX}/job/")))
+        .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
+        .collect();
+    assert!(
+        records.len() == 1 && records[0]["admin-job-type"] == 3,
+        "seed {seed}: the removed changefeed's record: {records:?}"
     );
     ticker.abort();
     for c in &world.captures {

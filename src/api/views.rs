@@ -68,10 +68,15 @@ impl StateFilter {
 }
 
 fn checkpoint(cf: &ChangefeedState) -> Ts {
-    cf.info
-        .as_ref()
-        .map(|i| i.checkpoint_ts(cf.status.as_ref()))
-        .unwrap_or_default()
+    match &cf.info {
+        Some(i) => i.checkpoint_ts(cf.status.as_ref()),
+        // A removed changefeed's record keeps its last checkpoint.
+        None => cf
+            .status
+            .as_ref()
+            .map(|s| s.checkpoint_ts)
+            .unwrap_or_default(),
+    }
 }
 
 fn error_value(e: &Option<RunningError>) -> Option<Value> {
@@ -84,13 +89,18 @@ fn error_value(e: &Option<RunningError>) -> Option<Value> {
 pub fn changefeed_list(state: &GlobalState, filter: &StateFilter, tz: TimeZone) -> Vec<Value> {
     let mut out = Vec::new();
     for (id, cf) in state.changefeeds() {
-        let Some(info) = &cf.info else {
-            if *filter == StateFilter::All {
-                out.push(json!({ "namespace": "default", "id": id, "state": "" }));
+        let feed_state = match (&cf.info, &cf.status) {
+            (Some(info), _) => info.state,
+            // A removed changefeed's record: its job key, with its last checkpoint.
+            (None, Some(_)) if cf.is_removed() => FeedState::Removed,
+            (None, _) => {
+                if *filter == StateFilter::All {
+                    out.push(json!({ "namespace": "default", "id": id, "state": "" }));
+                }
+                continue;
             }
-            continue;
         };
-        if !filter.admits(info.state) {
+        if !filter.admits(feed_state) {
             continue;
         }
         let ck = checkpoint(cf);
@@ -98,10 +108,10 @@ pub fn changefeed_list(state: &GlobalState, filter: &StateFilter, tz: TimeZone) 
         v.insert("upstream_id".into(), json!(0));
         v.insert("namespace".into(), json!("default"));
         v.insert("id".into(), json!(id));
-        v.insert("state".into(), json!(info.state.as_str()));
+        v.insert("state".into(), json!(feed_state.as_str()));
         v.insert("checkpoint_tso".into(), json!(ck.0));
         v.insert("checkpoint_time".into(), json!(tz.format(ck)));
-        if let Some(e) = error_value(&info.error) {
+        if let Some(e) = cf.info.as_ref().and_then(|i| error_value(&i.error)) {
             v.insert("error".into(), e);
         }
         out.push(Value::Object(v));

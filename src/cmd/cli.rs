@@ -171,7 +171,7 @@ enum ChangefeedCommand {
         /// Changefeed id.
         #[arg(short = 'c', long = "changefeed-id")]
         id: String,
-        /// Accepted for TiCDC scripts (removal always deletes every key).
+        /// Also delete the removed changefeed's record (then `list -a` no longer shows it).
         #[arg(short = 'f', long = "force")]
         force: bool,
     },
@@ -471,7 +471,19 @@ async fn changefeed(
         ChangefeedCommand::Resume { id, no_confirm: _ } => {
             owner_action(meta, api, &id, "resume").await
         }
-        ChangefeedCommand::Remove { id, force: _ } => owner_action(meta, api, &id, "remove").await,
+        ChangefeedCommand::Remove { id, force } => {
+            let cf = ChangefeedId::from(id.as_str());
+            let state = meta.load().await?;
+            let live = state.changefeed(&cf).is_some_and(|c| c.info.is_some());
+            // A removed changefeed only has its record left, for --force to delete.
+            if live || !force {
+                owner_action(meta, api, &id, "remove").await?;
+            }
+            if force && !meta.delete_removed_record(&cf).await? && !live {
+                bail!("changefeed {id} does not exist");
+            }
+            Ok(())
+        }
     }
 }
 

@@ -24,7 +24,7 @@
 //!   are only gathered while it should run.
 //! - The `history` field keeps TiCDC's 2-minute window so that TiCDC tools read it the same.
 
-use rcdc_state::model::{FeedState, RunningError};
+use rcdc_state::model::{AdminJobType, FeedState, RunningError};
 use rcdc_state::patch::{InfoEdit, StatusEdit, TaskPositionEdit};
 use rcdc_state::{CdcKey, ChangefeedId, ChangefeedState, Edit, KeyLayout, Patch};
 
@@ -408,10 +408,17 @@ impl FeedStateMachine {
                 d.should_run = true;
             }
             AdminJob::Remove => {
+                // The status stays as the removed changefeed's record (see
+                // `ChangefeedState::is_removed`); one group, so the record exists exactly
+                // when the info is gone.
                 d.patches
                     .push(Patch::new(layout.info(&self.id), Edit::Delete));
-                d.patches
-                    .push(Patch::new(layout.status(&self.id), Edit::Delete));
+                d.patches.push(Patch::new(
+                    layout.status(&self.id),
+                    Edit::ChangefeedStatus(StatusEdit::SetAdminJobType {
+                        admin_job_type: AdminJobType::Remove,
+                    }),
+                ));
                 return true;
             }
             // A retry whose first decision landed after all: done, nothing to write.

@@ -452,8 +452,12 @@ impl Owner {
                 continue;
             }
             if cf.info.is_none() {
-                // Removed: clean whatever is left (facts §4.13), in groups that fit a txn.
-                let mut deletes = vec![Patch::new(layout.status(&id), Edit::Delete)];
+                // Removed: clean whatever is left (facts §4.13), in groups that fit a txn; the
+                // status stays when it is the removed changefeed's record.
+                let mut deletes = Vec::new();
+                if cf.status.is_some() && !cf.is_removed() {
+                    deletes.push(Patch::new(layout.status(&id), Edit::Delete));
+                }
                 deletes.extend(task_key_deletes(layout, &id, cf));
                 let label = format!("changefeed/{id}/cleanup");
                 let groups = PatchGroup::chunks(&label, deletes, MAX_DELETES_PER_GROUP);

@@ -67,6 +67,18 @@ impl ChangefeedState {
         !self.corrupt.is_empty()
     }
 
+    /// A removed changefeed's record: its info is gone and its status (job) key stays with
+    /// admin job "remove" and the final checkpoint, so `changefeed list -a` still shows it (as
+    /// TiCDC's lists job keys). A create of the same id replaces it; `remove --force` deletes
+    /// it.
+    pub fn is_removed(&self) -> bool {
+        self.info.is_none()
+            && self
+                .status
+                .as_ref()
+                .is_some_and(|s| s.admin_job_type == crate::model::AdminJobType::Remove)
+    }
+
     /// TiCDC's `Active(capture)`: info, status and that capture's task status all present.
     pub fn is_active_on(&self, capture: &CaptureId) -> bool {
         self.info.is_some() && self.status.is_some() && self.task_statuses.contains_key(capture)

@@ -164,13 +164,18 @@ fn remove_deletes_every_key_from_any_state() {
         let mut m = machine();
         m.push_admin_job(AdminJob::Remove);
         t.tick(&mut m, 0);
-        // Info and status go first; the owner deletes the task keys of a changefeed
-        // without info on its next visit (see `Owner::tick`).
+        // The info goes and the status stays as the removed changefeed's record; the owner
+        // deletes the task keys of a changefeed without info on its next visit (see
+        // `Owner::tick`).
         assert!(
-            t.kv.keys().all(|k| k.starts_with("/tidb/cdc/task/")),
+            t.kv.keys()
+                .all(|k| k.starts_with("/tidb/cdc/task/") || k == "/tidb/cdc/job/cf"),
             "{from}: {:?}",
             t.kv.keys().collect::<Vec<_>>()
         );
+        let record: serde_json::Value =
+            serde_json::from_slice(&t.kv["/tidb/cdc/job/cf"]).expect("status");
+        assert_eq!(record["admin-job-type"], 3, "{from}: {record}");
     }
 }
 
@@ -283,7 +288,12 @@ fn bug_8_12_a_stopped_feed_never_turns_error_from_stale_errors() {
     assert_eq!(t.feed_state(), Some(FeedState::Stopped));
     m.push_admin_job(AdminJob::Remove);
     t.tick(&mut m, 1);
-    assert!(t.kv.is_empty(), "removal is not blocked");
+    let left: Vec<&String> = t.kv.keys().collect();
+    assert_eq!(
+        left,
+        ["/tidb/cdc/job/cf"],
+        "removal is not blocked (the record stays)"
+    );
 }
 
 #[test]

@@ -304,11 +304,17 @@ fn remove_deletes_every_key_of_the_changefeed() {
         ..Default::default()
     });
     c.tick();
-    assert!(
-        !c.kv.keys().any(|k| k.contains("/cf")),
-        "{:?}",
-        c.kv.keys().collect::<Vec<_>>()
-    );
+    // Only the removed changefeed's record stays (its job key, admin job "remove").
+    let left: Vec<&String> = c.kv.keys().filter(|k| k.contains("/cf")).collect();
+    assert_eq!(left, ["/tidb/cdc/job/cf"]);
+    assert!(c
+        .live
+        .changefeed(&CF.into())
+        .is_some_and(|cf| cf.is_removed()));
+    for _ in 0..3 {
+        c.tick(); // and the owner leaves it alone
+    }
+    assert!(c.kv.contains_key("/tidb/cdc/job/cf"));
 }
 
 #[test]

@@ -92,7 +92,10 @@ fn a_remove_whose_outcome_was_lost_but_landed_is_acknowledged() {
         c.tick();
     }
     assert_eq!(c.acknowledged, vec![remove]);
-    assert!(c.kv.keys().all(|k| k.starts_with("/tidb/cdc/capture/")));
+    assert!(c
+        .kv
+        .keys()
+        .all(|k| k.starts_with("/tidb/cdc/capture/") || k == "/tidb/cdc/job/cf"));
 }
 
 #[test]
@@ -223,7 +226,10 @@ fn pause_and_remove_over_150_captures_fit_etcd_txns() {
             c.run_until_settled(3_000, &tables);
         }
     }
-    assert!(c.kv.keys().all(|k| k.starts_with("/tidb/cdc/capture/")));
+    assert!(c
+        .kv
+        .keys()
+        .all(|k| k.starts_with("/tidb/cdc/capture/") || k == "/tidb/cdc/job/cf"));
 }
 
 #[test]
