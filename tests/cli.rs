@@ -437,6 +437,44 @@ async fn every_cli_command_against_a_real_cluster() {
         "changefeed cf1 does not exist",
     );
 
+    // `unsafe reset` on a running cluster: every key goes, the captures' sessions end with
+    // their leases, and they register again with new ids (as after TiCDC's reset).
+    let before: Vec<Value> = cli
+        .json(&["capture", "list"])
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    cli.ok(&[
+        "changefeed",
+        "create",
+        "-c",
+        "cf9",
+        "--sink-uri",
+        "blackhole://",
+    ]);
+    let out = cli.ok(&["unsafe", "reset", "--no-confirm"]);
+    assert!(out.contains("Reset: deleted"), "{out}");
+    wait_until(
+        DEADLINE,
+        "both captures registered again, with new ids",
+        || async {
+            let now = cli
+                .json(&["capture", "list"])
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            now.len() == 2
+                && now
+                    .iter()
+                    .all(|c| !before.iter().any(|b| b["id"] == c["id"]))
+        },
+    )
+    .await;
+    assert_eq!(
+        cli.json(&["changefeed", "list", "-a"]),
+        Value::Array(vec![])
+    );
+
     // A dead etcd is one clear line, not a hang or a panic.
     let dead = Cli {
         pd: format!("http://127.0.0.1:{}", free_port()),

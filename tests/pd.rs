@@ -393,7 +393,10 @@ async fn unsafe_commands_remove_the_service_safe_point_and_the_metadata() {
     };
     protect().await;
     assert!(service_safe_point(&etcd, &standin, "ticdc").await.is_some());
-    let out = cli_ok(&pd, &["unsafe", "delete-service-gc-safepoint"]);
+    let out = cli_ok(
+        &pd,
+        &["unsafe", "delete-service-gc-safepoint", "--no-confirm"],
+    );
     assert!(out.contains("successfully"), "{out}");
     assert!(service_safe_point(&etcd, &standin, "ticdc").await.is_none());
     let plain = cli(

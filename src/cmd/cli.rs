@@ -213,7 +213,11 @@ enum ProcessorCommand {
 #[derive(Subcommand)]
 enum UnsafeCommand {
     /// Print every key and value under the cluster prefix (sink passwords masked).
-    ShowMetadata,
+    ShowMetadata {
+        /// Accepted as TiCDC's every `unsafe` command is (nothing to confirm).
+        #[arg(long)]
+        no_confirm: bool,
+    },
     /// Delete every key under the cluster prefix (and, on a PD, the service GC safe point).
     Reset {
         /// Do not ask for confirmation.
@@ -221,7 +225,11 @@ enum UnsafeCommand {
         no_confirm: bool,
     },
     /// Remove the cluster's service GC safe point from PD.
-    DeleteServiceGcSafepoint,
+    DeleteServiceGcSafepoint {
+        /// Accepted as TiCDC's every `unsafe` command is (nothing to confirm).
+        #[arg(long)]
+        no_confirm: bool,
+    },
 }
 
 fn print(v: &Value) -> anyhow::Result<()> {
@@ -308,11 +316,11 @@ pub async fn run(args: CliArgs) -> anyhow::Result<()> {
             }
             print(&json!({ "status": status, "position": position }))
         }
-        CliCommand::Unsafe(UnsafeCommand::ShowMetadata) => super::cli_unsafe::show_metadata(&meta).await,
+        CliCommand::Unsafe(UnsafeCommand::ShowMetadata { no_confirm: _ }) => super::cli_unsafe::show_metadata(&meta).await,
         CliCommand::Unsafe(UnsafeCommand::Reset { no_confirm }) => {
             super::cli_unsafe::reset(&meta, &endpoints, &security, no_confirm).await
         }
-        CliCommand::Unsafe(UnsafeCommand::DeleteServiceGcSafepoint) => {
+        CliCommand::Unsafe(UnsafeCommand::DeleteServiceGcSafepoint { no_confirm: _ }) => {
             super::cli_unsafe::delete_service_gc_safepoint(&meta, &endpoints, &security).await
         }
     }

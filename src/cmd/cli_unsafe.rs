@@ -1,5 +1,6 @@
 //! `cdc cli unsafe`: TiCDC's commands that read or destroy raw metadata. They bypass the
-//! owner; TiCDC's guidance holds: stop every capture before `reset`.
+//! owner; TiCDC's guidance holds: stop every capture before `reset` (running ones lose their
+//! session and register again).
 
 use std::io::BufRead;
 
@@ -42,6 +43,17 @@ pub async fn reset(
     let live = meta.load().await?.captures().len();
     if live > 0 {
         eprintln!("Warning: {live} captures are running; they will register again with new ids (stop them first to start from nothing)");
+    }
+    // The captures' sessions end with their leases (as TiCDC's reset revokes them), so no
+    // capture keeps running on a registration that is gone.
+    let mut leases: Vec<i64> = meta.raw().await?.iter().map(|kv| kv.lease).collect();
+    leases.sort_unstable();
+    leases.dedup();
+    for lease in leases.into_iter().filter(|l| *l != 0) {
+        meta.store()
+            .revoke_lease(lease)
+            .await
+            .map_err(|e| anyhow!("revoking lease {lease:x}: {e}"))?;
     }
     let kvs = meta.raw().await?;
     for chunk in kvs.chunks(DELETES_PER_TXN) {
