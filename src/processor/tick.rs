@@ -31,6 +31,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
+use itertools::{EitherOrBoth, Itertools};
 use rcdc_state::model::{OperationStatus, RunningError, TaskStatus};
 use rcdc_state::patch::{TaskPositionEdit, TaskStatusEdit};
 use rcdc_state::{
@@ -177,8 +178,8 @@ struct Processor {
 struct RowCount {
     base: Option<u64>,
     done: u64,
-    /// The last total of each reporting run with rows.
-    seen: BTreeMap<TableId, u64>,
+    /// The last total of each reporting run with rows, by table (sorted).
+    seen: Vec<(TableId, u64)>,
 }
 
 impl RowCount {
@@ -186,26 +187,30 @@ impl RowCount {
         *self == Self::default()
     }
 
-    /// Takes in the runs' reports; returns the count, `None` while no row was written.
+    /// Takes in the runs' reports (sorted by table); returns the count, `None` while no row
+    /// was written. One merge walk over the reports and the last totals: this runs on every
+    /// visit of a changefeed that may hold many thousand tables.
     fn observe<'a>(
         &mut self,
         runs: impl Iterator<Item = (TableId, &'a TableProgress)>,
         stored: u64,
     ) -> Option<u64> {
-        let mut now: BTreeMap<TableId, u64> = BTreeMap::new();
-        for (t, prog) in runs.filter(|(_, p)| p.rows > 0) {
-            if self.seen.get(&t).is_some_and(|s| *s > prog.rows) {
-                self.done += self.seen[&t]; // a new run of the table
-            }
-            now.insert(t, prog.rows);
-        }
-        for (t, rows) in &self.seen {
-            if !now.contains_key(t) {
-                self.done += rows;
+        let reported = runs.filter(|(_, p)| p.rows > 0).map(|(t, p)| (t, p.rows));
+        let mut now = Vec::with_capacity(self.seen.len());
+        for pair in reported.merge_join_by(self.seen.iter(), |(t, _), (s, _)| t.cmp(s)) {
+            match pair {
+                EitherOrBoth::Both((t, rows), (_, before)) => {
+                    if *before > rows {
+                        self.done += before; // a new run of the table
+                    }
+                    now.push((t, rows));
+                }
+                EitherOrBoth::Left((t, rows)) => now.push((t, rows)),
+                EitherOrBoth::Right((_, before)) => self.done += before, // the run left
             }
         }
         self.seen = now;
-        let sum = self.done + self.seen.values().sum::<u64>();
+        let sum = self.done + self.seen.iter().map(|(_, r)| r).sum::<u64>();
         if sum == 0 {
             return None;
         }
