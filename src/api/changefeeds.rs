@@ -221,14 +221,7 @@ pub async fn move_table(
     let id = changefeed_id(path)?;
     let req: MoveTableReq = body(&bytes)?;
     let target = CaptureId::new(req.capture_id);
-    let state = ctx.meta.load().await?;
-    if !state.captures().contains_key(&target) {
-        return Err(ApiError {
-            status: StatusCode::BAD_REQUEST,
-            code: "CDC:ErrCaptureNotExist",
-            message: format!("capture {target} does not exist"),
-        });
-    }
+    ApiError::require_capture(&ctx.meta.load().await?, &target)?;
     let fwd = Forwardable {
         method,
         uri,

@@ -176,14 +176,7 @@ pub async fn drain(
     let req: DrainRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?;
     let target = CaptureId::new(req.capture_id);
-    let state = ctx.meta.load().await?;
-    if !state.captures().contains_key(&target) {
-        return Err(ApiError {
-            status: StatusCode::BAD_REQUEST,
-            code: "CDC:ErrCaptureNotExist",
-            message: format!("capture {target} does not exist"),
-        });
-    }
+    ApiError::require_capture(&ctx.meta.load().await?, &target)?;
     let fwd = Forwardable {
         method,
         uri,

@@ -37,6 +37,21 @@ impl ApiError {
         }
     }
 
+    /// 400 `CDC:ErrCaptureNotExist` unless `capture` is a live capture in `state`.
+    pub fn require_capture(
+        state: &rcdc_state::GlobalState,
+        capture: &rcdc_state::CaptureId,
+    ) -> Result<(), Self> {
+        if state.captures().contains_key(capture) {
+            return Ok(());
+        }
+        Err(Self {
+            status: StatusCode::BAD_REQUEST,
+            code: "CDC:ErrCaptureNotExist",
+            message: format!("capture {capture} does not exist"),
+        })
+    }
+
     /// 404 for a path we do not serve.
     pub fn not_found(path: &str) -> Self {
         Self {
