@@ -199,8 +199,9 @@ async fn groups_are_batched_across_the_128_op_limit<S: MetaStore + Clone>(
         TickOutput::default()
     });
     let w = spawn(store.clone(), reactor, KvState::default(), config(p));
-    wait_until(DEADLINE, "all 300 keys written", || async {
-        list(&store, p).await.len() == 300
+    // The worker counts a txn once its answer is in, a moment after the keys are visible.
+    wait_until(DEADLINE, "all 300 keys written and counted", || async {
+        list(&store, p).await.len() == 300 && WorkerStats::get(&w.stats.txns_committed) >= 3
     })
     .await;
     assert_eq!(WorkerStats::get(&w.stats.txns_committed), 3);
