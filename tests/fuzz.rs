@@ -222,7 +222,7 @@ fn recording() {
         "recording",
         300,
         &["{\"kind\":", "\n", "\"tick\"", "\"header\""],
-        &replay,
+        replay,
     );
 
     let files: Vec<Vec<String>> = support::corpus("recording")
