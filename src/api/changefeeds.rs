@@ -67,7 +67,7 @@ pub async fn detail(
 /// has and rcdc does not use yet are accepted and ignored.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-struct ChangefeedConfig {
+pub struct ChangefeedConfig {
     changefeed_id: String,
     start_ts: u64,
     target_ts: u64,
@@ -111,9 +111,10 @@ pub async fn create(State(ctx): State<ApiContext>, bytes: Bytes) -> Result<Respo
     Ok(accepted())
 }
 
+/// The update body: the operator fields of TiCDC's `model.ChangefeedConfig`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-struct UpdateConfig {
+pub struct UpdateConfig {
     target_ts: u64,
     sink_uri: String,
     filter_rules: Option<Vec<String>>,
@@ -203,8 +204,9 @@ admin_route!(
     AdminJob::Remove
 );
 
+/// The move-table body.
 #[derive(Debug, Deserialize)]
-struct MoveTableReq {
+pub struct MoveTableReq {
     capture_id: String,
     table_id: i64,
 }

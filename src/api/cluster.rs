@@ -62,16 +62,27 @@ pub async fn health(State(ctx): State<ApiContext>) -> Result<StatusCode, ApiErro
     }
 }
 
+/// The `POST /api/v1/log` body.
+#[derive(Debug, serde::Deserialize)]
+pub struct LogLevelReq {
+    log_level: String,
+}
+
+/// The `PUT /debug/recording` body.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingReq {
+    enabled: bool,
+    #[serde(default)]
+    dir: Option<std::path::PathBuf>,
+}
+
 /// `POST /api/v1/log` with `{"log_level": "debug"}`.
 pub async fn set_log_level(
     State(ctx): State<ApiContext>,
     bytes: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    #[derive(serde::Deserialize)]
-    struct Req {
-        log_level: String,
-    }
-    let req: Req = serde_json::from_slice(&bytes)
+    let req: LogLevelReq = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?;
     (ctx.set_log_level)(&req.log_level).map_err(ApiError::invalid)?;
     Ok(Json(json!({})))
@@ -89,14 +100,7 @@ pub async fn set_recording(
     State(ctx): State<ApiContext>,
     bytes: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Req {
-        enabled: bool,
-        #[serde(default)]
-        dir: Option<std::path::PathBuf>,
-    }
-    let req: Req = serde_json::from_slice(&bytes)
+    let req: RecordingReq = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?;
     ctx.recording
         .set(req.enabled, req.dir)
@@ -157,7 +161,7 @@ pub async fn resign(
 
 /// `model.DrainCaptureRequest`.
 #[derive(serde::Deserialize)]
-struct DrainRequest {
+pub struct DrainRequest {
     capture_id: String,
 }
 

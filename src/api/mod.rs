@@ -222,5 +222,8 @@ async fn allowed_clients_only(
     .into_response()
 }
 
+/// The request body types, public so that `tests/fuzz.rs` can decode arbitrary bytes into them.
+pub use changefeeds::{ChangefeedConfig, MoveTableReq, UpdateConfig};
 pub use cluster::mask_sink_uris;
+pub use cluster::{DrainRequest, LogLevelReq, RecordingReq};
 pub use legacy::simple_status;
