@@ -120,6 +120,16 @@ fn create(pd: &str, id: &str, sink: &str, start: Ts) {
     );
 }
 
+/// The checkpoint the owner recorded in the file sink (`<root>/<changefeed>/metadata`), which
+/// `cdc verify` needs; it follows the status checkpoint by a flush interval.
+fn sink_checkpoint(root: &Path, id: &str) -> Ts {
+    std::fs::read_to_string(root.join(id).join("metadata"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|v| v["checkpoint-ts"].as_u64())
+        .map_or(Ts(0), Ts)
+}
+
 /// `cdc verify` at `t`: 0 mismatches over `tables` tables.
 fn verify(upstream: &str, sink: &str, t: Ts, tables: usize) {
     let out = cdc(&[
@@ -226,9 +236,15 @@ async fn a_pipeline_panic_restarts_only_its_changefeed() {
         .collect();
 
     let t = Ts::from_parts(now_ms() + 3_000, 0);
-    wait_until(RECOVERY, "both changefeeds pass T", || async {
-        sinks.iter().all(|(id, _)| checkpoint(&query(&pd, id)) >= t)
-    })
+    wait_until(
+        RECOVERY,
+        "both changefeeds pass T in their sinks",
+        || async {
+            sinks
+                .iter()
+                .all(|(id, _)| sink_checkpoint(&dir.path().join(id), id) >= t)
+        },
+    )
     .await;
     assert!(
         matches!(servers.0[0].try_wait(), Ok(None)),
@@ -261,7 +277,7 @@ async fn sink_write_failures_back_off_and_recover() {
     let pd = etcd.client_url();
     let dir = tempfile::tempdir().expect("dir");
     let upstream = demo(2);
-    let servers = Servers(vec![server(
+    let _servers = Servers(vec![server(
         &pd,
         &upstream,
         "sink-write=3*return(sink down)",
@@ -283,12 +299,17 @@ async fn sink_write_failures_back_off_and_recover() {
     let t = Ts::from_parts(now_ms() + 3_000, 0);
     wait_until(RECOVERY, "the changefeed recovers past T", || async {
         let q = query(&pd, "retry");
-        q["info"]["state"] == "normal" && checkpoint(&q) >= t
+        q["info"]["state"] == "normal"
+            && checkpoint(&q) >= t
+            && sink_checkpoint(&dir.path().join("retry"), "retry") >= t
     })
     .await;
     let q = query(&pd, "retry");
     let rounds = q["info"]["history"].as_array().map_or(0, Vec::len);
+    println!(
+        "sink-write failed in {rounds} error round(s): {}",
+        q["info"]["error"]
+    );
     assert!((1..=3).contains(&rounds), "one to three error rounds: {q}");
-    drop(servers);
     verify(&upstream, &sink, t, 2);
 }
