@@ -313,3 +313,37 @@ async fn sink_write_failures_back_off_and_recover() {
     assert!((1..=3).contains(&rounds), "one to three error rounds: {q}");
     verify(&upstream, &sink, t, 2);
 }
+
+/// Control-plane faults: the first etcd txn (the capture's registration) fails as if its
+/// outcome were unknown, and the owner's DDL lookup fails twice. The capture registers again
+/// at once with a new id (the reset rate limit's burst of 2 counts the first attempt; a third
+/// would wait for its interval, facts §9), the owner retries the lookup, and the changefeed
+/// replicates and verifies clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_txn_and_owner_ddl_failures_are_retried() {
+    let etcd = EtcdHarness::start().await;
+    let pd = etcd.client_url();
+    let dir = tempfile::tempdir().expect("dir");
+    let upstream = demo(1);
+    let _servers = Servers(vec![server(
+        &pd,
+        &upstream,
+        "etcd-txn=1*return(indeterminate);owner-ddl=2*return(ddl lookup down)",
+        dir.path(),
+    )]);
+    wait_registered(&etcd).await;
+    let sink = format!("file://{}/ctl?protocol=canal-json", dir.path().display());
+    create(&pd, "ctl", &sink, Ts::from_parts(now_ms(), 0));
+    let t = Ts::from_parts(now_ms() + 3_000, 0);
+    wait_until(RECOVERY, "the changefeed passes T in its sink", || async {
+        sink_checkpoint(&dir.path().join("ctl"), "ctl") >= t
+    })
+    .await;
+    let log = log(dir.path());
+    assert!(log.contains("failpoint etcd-txn"), "{log}");
+    assert!(
+        log.contains("failpoint owner-ddl: ddl lookup down"),
+        "{log}"
+    );
+    verify(&upstream, &sink, t, 1);
+}
