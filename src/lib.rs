@@ -10,6 +10,8 @@ pub mod capture;
 pub mod config;
 pub mod data_plane;
 pub mod event;
+#[cfg(feature = "failpoints")]
+pub mod failpoints;
 pub mod logging;
 pub mod meta;
 pub mod owner;

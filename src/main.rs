@@ -48,6 +48,12 @@ fn main() {
         }
         Err(e) => e.exit(), // --help, --version
     };
+    // At process start, before any site can run (the `fail` crate's FAILPOINTS variable).
+    #[cfg(feature = "failpoints")]
+    if let Err(e) = rcdc::failpoints::configure_from_env() {
+        eprintln!("Error: {e}");
+        std::process::exit(2);
+    }
     if let Err(e) = run(cli) {
         let reader_gone = e.chain().any(|c| {
             c.downcast_ref::<std::io::Error>()
@@ -104,6 +110,8 @@ async fn server(flags: ServerFlags) -> anyhow::Result<()> {
     for w in &resolved.warnings {
         tracing::warn!("{w}");
     }
+    #[cfg(feature = "failpoints")]
+    rcdc::failpoints::log_status();
     let tz = rcdc::config::timezone(&resolved.tz)?;
     // Read and check the certificate files now: a bad one names its file and exits.
     let security = resolved

@@ -378,6 +378,16 @@ fn run_effect(
                 }
             }
             OwnerEffect::FetchDdl { changefeed, after } => {
+                // The DDL's IO side, not the tick: ticks stay deterministic and replayable.
+                fail::fail_point!("owner-ddl", |m: Option<String>| {
+                    Some(OwnerEffectResult::DdlFailed {
+                        changefeed: changefeed.clone(),
+                        error: format!(
+                            "failpoint owner-ddl: {}",
+                            m.as_deref().unwrap_or("injected")
+                        ),
+                    })
+                });
                 let found = info
                     .ok_or_else(|| "the changefeed has no info".to_owned())
                     .and_then(|info| upstream.next_ddl(&changefeed, &info, after));

@@ -230,6 +230,17 @@ fn pull(
     after: Ts,
     upto: Ts,
 ) -> Result<Ts, String> {
+    // TiCDC's `processor_panic`: any action panics here, on the blocking pool, where the
+    // executor turns it into this table's failure (the capture lives on).
+    fail::fail_point!(
+        "pipeline-panic",
+        |m: Option<String>| -> Result<Ts, String> {
+            panic!(
+                "failpoint pipeline-panic: {}",
+                m.as_deref().unwrap_or("injected")
+            )
+        }
+    );
     let events = source.fetch(after, upto)?;
     for ev in events {
         let mut pending = Some(ev);

@@ -38,6 +38,7 @@ impl BlackholeSink {
 
 impl TableSink for BlackholeSink {
     fn write(&mut self, rows: &[RowChange]) -> Result<(), SinkError> {
+        fail::fail_point!("sink-write", |m| Err(SinkError::failpoint("sink-write", m)));
         self.rows += rows.len() as u64;
         if let Some(c) = &self.counter {
             c.fetch_add(rows.len() as u64, Ordering::Relaxed);
@@ -46,6 +47,7 @@ impl TableSink for BlackholeSink {
     }
 
     fn flush(&mut self, resolved: Ts) -> Result<Ts, SinkError> {
+        fail::fail_point!("sink-flush", |m| Err(SinkError::failpoint("sink-flush", m)));
         self.checkpoint = self.checkpoint.max(resolved);
         Ok(self.checkpoint)
     }

@@ -275,6 +275,8 @@ impl FileTableSink {
     }
 
     fn write_inner(&mut self, rows: &[RowChange]) -> Result<(), SinkError> {
+        // Inside the poisoning wrapper, so an injected failure leaves the sink as a real one.
+        fail::fail_point!("sink-write", |m| Err(SinkError::failpoint("sink-write", m)));
         let now_ms = self.clock.now_ms();
         for row in rows {
             let image = row_image(row)?;
@@ -321,6 +323,7 @@ impl FileTableSink {
     }
 
     fn flush_inner(&mut self, resolved: Ts) -> Result<Ts, SinkError> {
+        fail::fail_point!("sink-flush", |m| Err(SinkError::failpoint("sink-flush", m)));
         self.drain_buf()?;
         if let Some(cur) = &self.current {
             cur.file

@@ -98,9 +98,27 @@ pub enum SinkError {
         /// `schema.table`.
         table: String,
     },
+    /// A failpoint injected this failure (failpoint builds only).
+    #[cfg(feature = "failpoints")]
+    #[error("failpoint {point}: {message}")]
+    Failpoint {
+        /// The failpoint's name.
+        point: &'static str,
+        /// Its `return(...)` argument, or a default.
+        message: String,
+    },
 }
 
 impl SinkError {
+    /// The error a failpoint's `return(msg)` injects.
+    #[cfg(feature = "failpoints")]
+    pub(crate) fn failpoint(point: &'static str, message: Option<String>) -> Self {
+        SinkError::Failpoint {
+            point,
+            message: message.unwrap_or_else(|| "injected".to_owned()),
+        }
+    }
+
     /// Wraps an IO error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         SinkError::Io {

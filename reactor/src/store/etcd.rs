@@ -339,6 +339,16 @@ impl MetaStore for EtcdStore {
     }
 
     async fn txn(&self, txn: Txn) -> Result<TxnResponse, StoreError> {
+        // Failpoint `etcd-txn` (rcdc's README "Failpoints"): as if etcd failed before the
+        // request left (`Unavailable`), or after (`return(indeterminate)`). `pause` holds the
+        // caller's thread, which is the point: a txn that hangs.
+        fail::fail_point!("etcd-txn", |m: Option<String>| {
+            let why = "failpoint etcd-txn".to_owned();
+            Err(match m.as_deref() {
+                Some("indeterminate") => StoreError::Indeterminate(why),
+                _ => StoreError::Unavailable(why),
+            })
+        });
         let etxn = ETxn::new()
             .when(txn.compares.iter().map(to_compare).collect::<Vec<_>>())
             .and_then(txn.success.iter().map(to_op).collect::<Vec<_>>())
