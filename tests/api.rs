@@ -111,6 +111,10 @@ impl Api {
                 return None;
             }
             let v: Value = r.json().await.ok()?;
+            // Serving before it registered (no id yet) is "not yet" too.
+            if v["id"].as_str().is_none_or(str::is_empty) {
+                return None;
+            }
             if v["is_owner"] == true {
                 owner = Some(p);
             } else {
