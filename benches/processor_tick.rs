@@ -130,6 +130,41 @@ fn bench(c: &mut Criterion) {
                 )
             })
         });
+        // The same with rows flowing: every pipeline reports rows written, so the visited
+        // changefeed also sums its row count (`TaskPosition.count`) over its tables.
+        let mut with_rows = pipelines.clone();
+        for (i, p) in with_rows.values_mut().enumerate() {
+            p.rows = 1_000 + i as u64;
+        }
+        let mut pm = ProcessorManager::new(CaptureId::new("me"), ProcessorConfig::default());
+        pm.tick(
+            &s,
+            &ProcessorInput {
+                now_ms: now,
+                tables: &with_rows,
+            },
+        );
+        g.bench_with_input(
+            BenchmarkId::new("steady_with_rows", tables),
+            &tables,
+            |b, _| {
+                b.iter(|| {
+                    now += 100;
+                    if let Some(p) = with_rows.values_mut().next() {
+                        p.checkpoint_ts = Ts(START + now);
+                        p.resolved_ts = Ts(START + now);
+                        p.rows += 10;
+                    }
+                    pm.tick(
+                        &s,
+                        &ProcessorInput {
+                            now_ms: now,
+                            tables: &with_rows,
+                        },
+                    )
+                })
+            },
+        );
         let (s, pipelines) = state(tables, 1_000);
         g.bench_with_input(
             BenchmarkId::new("burst_1000_adds", tables),
