@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use itertools::{EitherOrBoth, Itertools};
-use rcdc_state::model::FeedState;
+use rcdc_state::model::{CaptureInfo, FeedState};
 use rcdc_state::patch::StatusEdit;
 use rcdc_state::{
     CaptureId, ChangefeedId, ChangefeedState, Edit, GlobalState, Patch, PatchGroup, TableId, Ts,
@@ -442,6 +442,9 @@ impl Owner {
         }
         self.awake.clear();
         out.visited = visit.len();
+        // The scheduler's view of the captures (drain targets marked), once per tick: a
+        // borrow when nothing is drained, one copy for the whole tick otherwise.
+        let captures = self.drains.view(state.captures());
         for (id, full) in visit {
             let Some(cf) = state.changefeed(&id) else {
                 // Every key is gone.
@@ -481,9 +484,10 @@ impl Owner {
             let before = (out.groups.len(), out.effects.len());
             let mut visit = Visit {
                 full,
+                now_ms: input.now_ms,
                 ..Visit::default()
             };
-            let settled = self.tick_changefeed(state, &id, cf, input, &mut visit, &mut out);
+            let settled = self.tick_changefeed(state, &id, cf, &captures, &mut visit, &mut out);
             if !visit.started.is_empty() {
                 if visit.groups.iter().any(|(_, c)| *c == Carries::Schedule) {
                     self.started.insert(id.clone(), visit.started);
@@ -673,13 +677,13 @@ impl Owner {
         state: &GlobalState,
         id: &ChangefeedId,
         cf: &ChangefeedState,
-        input: &OwnerInput,
+        captures: &BTreeMap<CaptureId, CaptureInfo>,
         visit: &mut Visit,
         out: &mut OwnerOutput,
     ) -> bool {
         let full = visit.full;
         let layout = state.layout();
-        let now = input.now_ms;
+        let now = visit.now_ms;
         let Some(info) = cf.info.as_ref() else {
             return true;
         };
@@ -692,8 +696,6 @@ impl Owner {
                 self.feed(id).state.report_error(e);
             }
         }
-        // The scheduler's view of the captures (drain targets marked); a borrow when none.
-        let captures = self.drains.view(state.captures());
         let feed = self.feed(id);
         let decision = feed.state.tick(layout, cf, now);
         for (job, why) in decision.rejected {
@@ -744,7 +746,7 @@ impl Owner {
         if full {
             let sched = feed
                 .scheduler
-                .tick(layout, cf, &captures, &tables, checkpoint, now);
+                .tick(layout, cf, captures, &tables, checkpoint, now);
             if let Some(e) = sched.error {
                 // Stuck (a table held twice, an undecodable task status): an error of the
                 // changefeed, so the operator sees it and the retry starts from clean keys.
@@ -817,6 +819,8 @@ impl Owner {
 struct Visit {
     /// Input: run the scheduler (not only progress).
     full: bool,
+    /// Input: the tick's time.
+    now_ms: u64,
     /// Groups, with what each carries.
     groups: Vec<(PatchGroup, Carries)>,
     /// Schedule requests carried out by `groups`.
