@@ -3,7 +3,7 @@
 //! name the key and the bad value.
 //!
 //! The file accepts TiCDC's whole server key set, so a TiCDC config loads unchanged; keys that
-//! rcdc does not use (the sorter's disk settings, kv-client tuning, `[debug]`) are checked for
+//! rcdc does not use (kv-client tuning, `[debug]`; `[sorter]` is in `config/sorter.rs`) are checked for
 //! type where rcdc knows them and otherwise ignored. rcdc adds `upstream`, `cluster-prefix`,
 //! `record-dir` and `log-format`.
 
@@ -13,8 +13,12 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::api::views::TimeZone;
+use crate::pipeline::sorter::SorterConfig;
 use crate::pipeline::table::TablePipelineConfig;
+
+mod sorter;
 use crate::security::{Role, SecurityConfig};
+pub use sorter::SorterSettings;
 
 /// The upstream of `cdc server` without `--upstream` (and without a PD behind `--pd`).
 pub const DEFAULT_UPSTREAM: &str = "demo://";
@@ -98,7 +102,7 @@ pub struct ServerConfig {
     pub log_level: String,
     /// `text` or `json`.
     pub log_format: String,
-    /// Data directory (rcdc keeps no local data yet).
+    /// Data directory: the sorter's spill files (`<data-dir>/tmp/sorter`) and recordings.
     pub data_dir: Option<PathBuf>,
     /// GC TTL.
     pub gc_ttl: Duration,
@@ -112,6 +116,8 @@ pub struct ServerConfig {
     pub processor_flush_interval: Duration,
     /// Sorter memory per table.
     pub per_table_memory_quota: u64,
+    /// `[sorter]`.
+    pub sorter: SorterSettings,
     /// Cluster key prefix.
     pub cluster_prefix: String,
     /// Default upstream (`None`: the TiDB cluster behind `--pd` when it is a PD, else
@@ -141,6 +147,7 @@ impl Default for ServerConfig {
             owner_flush_interval: Duration::from_millis(200),
             processor_flush_interval: Duration::from_millis(100),
             per_table_memory_quota: 20 * 1024 * 1024,
+            sorter: SorterSettings::default(),
             cluster_prefix: "/tidb/cdc".into(),
             upstream: None,
             record_dir: None,
@@ -220,7 +227,7 @@ struct FileConfig {
     record_dir: Option<String>,
     log_format: Option<String>,
     log: Option<LogSection>,
-    sorter: Option<SorterSection>,
+    sorter: Option<sorter::SorterSection>,
     security: Option<SecuritySection>,
     kv_client: Option<KvClientSection>,
     /// TiCDC's internal tuning; accepted whole, not used.
@@ -246,20 +253,6 @@ struct LogFileSection {
     max_size: Option<u64>,
     max_days: Option<u64>,
     max_backups: Option<u64>,
-}
-
-// Parsed so that a TiCDC file is type-checked and accepted; rcdc does not use every key.
-#[allow(dead_code)]
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct SorterSection {
-    sort_dir: Option<String>,
-    cache_size_in_mb: Option<u64>,
-    max_memory_percentage: Option<u64>,
-    max_memory_consumption: Option<u64>,
-    num_workerpool_goroutine: Option<u64>,
-    num_concurrent_worker: Option<u64>,
-    chunk_size_limit: Option<u64>,
 }
 
 // Parsed so that a TiCDC file is type-checked and accepted; rcdc does not use every key.
@@ -442,35 +435,7 @@ pub fn resolve_with(
         .record
         .clone()
         .or_else(|| f.record_dir.clone().map(PathBuf::from));
-    if let Some(s) = &f.sorter {
-        if let Some(p) = s.max_memory_percentage {
-            if p > 100 {
-                return Err(invalid(
-                    "sorter.max-memory-percentage",
-                    p,
-                    "must be within 0..=100",
-                ));
-            }
-        }
-        if let Some(n) = s.num_workerpool_goroutine {
-            if !(1..=4096).contains(&n) {
-                return Err(invalid(
-                    "sorter.num-workerpool-goroutine",
-                    n,
-                    "must be within 1..=4096",
-                ));
-            }
-        }
-        if let Some(n) = s.chunk_size_limit {
-            if n < 1024 * 1024 {
-                return Err(invalid(
-                    "sorter.chunk-size-limit",
-                    n,
-                    "must be at least 1048576 (1 MiB)",
-                ));
-            }
-        }
-    }
+    c.sorter = SorterSettings::resolve(f.sorter.as_ref())?;
     if let Some(k) = &f.kv_client {
         if k.worker_concurrent == Some(0) {
             return Err(invalid("kv-client.worker-concurrent", 0, "must be > 0"));
@@ -630,8 +595,22 @@ impl ServerConfig {
     pub fn table_pipeline(&self) -> TablePipelineConfig {
         TablePipelineConfig {
             // Validated to be at least 6 MiB; beyond the address space it is unlimited.
-            sorter_bytes: usize::try_from(self.per_table_memory_quota).unwrap_or(usize::MAX),
+            sorter: SorterConfig {
+                table_quota: usize::try_from(self.per_table_memory_quota).unwrap_or(usize::MAX),
+                chunk_limit: usize::try_from(self.sorter.chunk_size_limit).unwrap_or(usize::MAX),
+                ..SorterConfig::default()
+            },
             ..TablePipelineConfig::default()
+        }
+    }
+
+    /// Where the sorter spills: `[sorter] sort-dir` when set, else `<data-dir>/tmp/sorter`
+    /// (TiCDC's place), with TiCDC's `/tmp/cdc_data` when there is no data dir.
+    pub fn sort_dir(&self) -> PathBuf {
+        match (&self.sorter.sort_dir, &self.data_dir) {
+            (Some(dir), _) => dir.clone(),
+            (None, Some(data)) => data.join("tmp").join("sorter"),
+            (None, None) => PathBuf::from("/tmp/cdc_data/tmp/sorter"),
         }
     }
 
@@ -655,6 +634,7 @@ impl ServerConfig {
             "owner-flush-interval": ns(self.owner_flush_interval),
             "processor-flush-interval": ns(self.processor_flush_interval),
             "per-table-memory-quota": self.per_table_memory_quota,
+            "sorter": self.sorter.to_json(&self.sort_dir()),
             "cluster-prefix": self.cluster_prefix,
             "upstream": crate::sink::mask_uri(self.upstream.as_deref().unwrap_or(DEFAULT_UPSTREAM)),
             "log-format": self.log_format,

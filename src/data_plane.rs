@@ -6,6 +6,7 @@
 //! (target-design §2), else the cluster default (`cdc server --upstream`, default `demo://`).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -17,13 +18,13 @@ use crate::event::TableEvent;
 use crate::meta::{GuardError, StartTsGuard};
 use crate::owner::gc::{upstream_of, UpdateSafePoint};
 use crate::owner::runtime::OwnerUpstream;
-use crate::pipeline::table::TableSource;
+use crate::pipeline::table::{PullError, TableSource};
 use crate::processor::runtime::PipelineFactory;
 use crate::sink::{
     open_checkpoint_writer, open_table_sink, parse_sink_uri, CheckpointWriter, TableIdent,
     TableSink,
 };
-use crate::upstream::{parse_upstream_uri, Upstream};
+use crate::upstream::{parse_upstream_uri, Upstream, UpstreamError};
 
 pub use crate::owner::gc::UPSTREAM_URI_FIELD;
 
@@ -286,14 +287,28 @@ impl TableSource for UpstreamSource {
         self.upstream.now(self.clock.now_ms())
     }
 
-    fn fetch(&mut self, after: Ts, upto: Ts) -> Result<Vec<TableEvent>, String> {
+    fn fetch(
+        &mut self,
+        after: Ts,
+        upto: Ts,
+        emit: &mut dyn FnMut(TableEvent) -> Result<(), PullError>,
+    ) -> Result<(), PullError> {
+        let source = |e: UpstreamError| PullError::Source(e.to_string());
         // A pipeline far behind pulls old slices; it must learn that they are gone now.
         self.upstream
             .check_snapshot(self.table, after, self.now())
-            .map_err(|e| e.to_string())?;
+            .map_err(source)?;
+        let mut failed = None;
         self.upstream
-            .table_events(self.table, after, upto)
-            .map_err(|e| e.to_string())
+            .visit_table_events(self.table, after, upto, &mut |event| match emit(event) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => {
+                    failed = Some(e);
+                    ControlFlow::Break(())
+                }
+            })
+            .map_err(source)?;
+        failed.map_or(Ok(()), Err)
     }
 }
 

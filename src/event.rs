@@ -1,9 +1,10 @@
 //! Row changes as they flow from an upstream through the sorter into a sink (target-design §8).
 
 use rcdc_state::{TableId, Ts};
+use serde::{Deserialize, Serialize};
 
 /// What happened to a row.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum RowOp {
     /// A new row.
     Insert,
@@ -13,8 +14,8 @@ pub enum RowOp {
     Delete,
 }
 
-/// A column value. Deliberately small: the demo upstream produces integers and text.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A column value (serde is for the sorter's spill files). Deliberately small: the demo upstream produces integers and text.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Value {
     /// SQL NULL.
     Null,

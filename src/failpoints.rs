@@ -14,12 +14,16 @@
 /// | `etcd-txn` | `EtcdStore::txn` (rcdc-reactor), before the request | `Unavailable`, or `Indeterminate` for `return(indeterminate)`; `pause` holds the txn |
 /// | `pipeline-panic` | a table pipeline's pull, on the data plane's blocking pool | any action panics the pull |
 /// | `owner-ddl` | the owner's `FetchDdl` effect (the upstream's DDL lookup), never the tick | the lookup fails with `msg` |
+/// | `sorter-spill-write` | writing a block of a sorter's spilled run | `return(enospc)` is a full disk, `return(msg)` another write error |
+/// | `sorter-spill-read` | reading a block of a spilled run back | the block reads as corrupt |
 pub const POINTS: &[&str] = &[
     "sink-write",
     "sink-flush",
     "etcd-txn",
     "pipeline-panic",
     "owner-ddl",
+    "sorter-spill-write",
+    "sorter-spill-read",
 ];
 
 /// A `FAILPOINTS` value that cannot be applied.

@@ -118,6 +118,12 @@ async fn server(flags: ServerFlags) -> anyhow::Result<()> {
         .security
         .load(rcdc::security::Role::Server)
         .map_err(|e| anyhow!("{e}"))?;
+    let mut table_pipeline = resolved.table_pipeline();
+    table_pipeline.sorter.memory = std::sync::Arc::new(resolved.sorter.memory());
+    let mut data_plane = rcdc::pipeline::executor::DataPlaneRuntimeConfig::default();
+    if let Some(workers) = resolved.sorter.num_concurrent_worker {
+        data_plane.max_pulls = workers;
+    }
     let config = ServerConfig {
         endpoints: resolved.pd.clone(),
         addr: resolved.addr.clone(),
@@ -129,7 +135,9 @@ async fn server(flags: ServerFlags) -> anyhow::Result<()> {
         gc_ttl: resolved.gc_ttl,
         processor_flush_interval: resolved.processor_flush_interval,
         tz,
-        table_pipeline: resolved.table_pipeline(),
+        table_pipeline,
+        sort_dir: resolved.sort_dir(),
+        data_plane,
         config_json: resolved.to_json(),
         set_log_level,
         recording: rcdc::record::RecordingControl::new(rcdc::record::RecordingSettings {

@@ -8,6 +8,7 @@
 //! starts with the real owner and processor runtimes, the API serving beside it (HTTPS with
 //! TLS). SIGINT/SIGTERM take the graceful path (drain, resign, leave).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ use crate::meta::Meta;
 use crate::owner::gc::GcConfig;
 use crate::owner::tick::OwnerConfig;
 use crate::pipeline::executor::{DataPlaneError, DataPlaneRuntime, DataPlaneRuntimeConfig};
+use crate::pipeline::sorter::dir::{SortDir, SortDirError};
 use crate::pipeline::table::TablePipelineConfig;
 use crate::processor::ProcessorConfig;
 use crate::security::{EndpointError, Security, SecurityError};
@@ -54,8 +56,13 @@ pub struct ServerConfig {
     pub processor_flush_interval: Duration,
     /// `--tz`.
     pub tz: TimeZone,
-    /// Settings of every table pipeline (`per-table-memory-quota` is the sorter budget).
+    /// Settings of every table pipeline (`per-table-memory-quota` is the sorter budget);
+    /// server start adds the sort dir.
     pub table_pipeline: TablePipelineConfig,
+    /// Where sorters spill (`[sorter] sort-dir`, or `<data-dir>/tmp/sorter`).
+    pub sort_dir: PathBuf,
+    /// The data plane's threads and concurrent pulls (`[sorter] num-concurrent-worker`).
+    pub data_plane: DataPlaneRuntimeConfig,
     /// The resolved configuration as served at `GET /config`.
     pub config_json: serde_json::Value,
     /// Changes the log level at runtime (`POST /api/v1/log`).
@@ -89,11 +96,14 @@ pub enum ServerError {
     /// An etcd endpoint refused our TLS, or we refused its certificate.
     #[error(transparent)]
     EtcdTls(#[from] EndpointError),
+    /// The sort dir cannot be used.
+    #[error(transparent)]
+    SortDir(#[from] SortDirError),
 }
 
 /// Runs one capture until `shutdown` becomes true.
 pub async fn serve(
-    config: ServerConfig,
+    mut config: ServerConfig,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServerError> {
     let listener = TcpListener::bind(&config.addr)
@@ -113,7 +123,9 @@ pub async fn serve(
     .await?;
     // Table pipelines get threads of their own, apart from the session keep-alive, the etcd
     // workers and the API on this runtime (see `pipeline::executor`).
-    let data_plane = DataPlaneRuntime::start(DataPlaneRuntimeConfig::default())?;
+    let data_plane = DataPlaneRuntime::start(config.data_plane)?;
+    let sort_dir = open_sort_dir(config.sort_dir.clone()).await?;
+    config.table_pipeline.sorter.spill = Some(sort_dir.clone());
     let Some(store) = connect(&config.endpoints, &config.security, &mut shutdown).await else {
         return Ok(()); // shut down while waiting for etcd
     };
@@ -185,7 +197,38 @@ pub async fn serve(
         Err(e) => tracing::warn!(error = %e, "status server task failed"),
         Ok(Ok(())) => {}
     }
+    remove_sort_dir(sort_dir).await;
     Ok(())
+}
+
+/// Opens the sort dir, removing what crashed processes left there (blocking IO, off the
+/// async threads).
+async fn open_sort_dir(path: PathBuf) -> Result<Arc<SortDir>, ServerError> {
+    let opened = tokio::task::spawn_blocking(move || SortDir::open(&path))
+        .await
+        .map_err(|e| DataPlaneError::Panicked(e.to_string()))?;
+    let (dir, cleaned) = opened?;
+    if cleaned.dirs > 0 {
+        tracing::info!(
+            sort_dir = %dir.root().display(),
+            files = cleaned.files,
+            bytes = cleaned.bytes,
+            "removed {} bytes of sorter files left by {} stopped process(es)",
+            cleaned.bytes,
+            cleaned.dirs
+        );
+    }
+    tracing::info!(sort_dir = %dir.own().display(), "sorter spills here");
+    Ok(Arc::new(dir))
+}
+
+/// A clean exit removes this process's spill directory (TiCDC's `UnifiedSorterCleanUp`).
+async fn remove_sort_dir(dir: Arc<SortDir>) {
+    match tokio::task::spawn_blocking(move || dir.remove_own()).await {
+        Ok(Ok(bytes)) => tracing::info!(bytes, "removed the sorter's files"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot remove the sorter's files"),
+        Err(e) => tracing::warn!(error = %e, "removing the sorter's files failed"),
+    }
 }
 
 /// The owner's settings from the server's (its `addr` is filled in per capture), with the

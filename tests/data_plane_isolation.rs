@@ -82,20 +82,20 @@ impl OwnerUpstream for Upstream {
     }
 }
 
-/// A sink that spins for [`BURN`] on every write, counting them.
+/// A sink that spins for [`BURN`] on every flush (once per pull, rows or not), counting them.
 struct HogSink(Arc<AtomicU64>);
 
 impl TableSink for HogSink {
     fn write(&mut self, _: &[rcdc::event::RowChange]) -> Result<(), SinkError> {
+        Ok(())
+    }
+    fn flush(&mut self, resolved: Ts) -> Result<Ts, SinkError> {
         let start = Instant::now();
         let mut x = 0u64;
         while start.elapsed() < BURN {
             x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
         }
         self.0.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-    fn flush(&mut self, resolved: Ts) -> Result<Ts, SinkError> {
         Ok(resolved)
     }
     fn close(&mut self) {}

@@ -167,13 +167,13 @@ check-balance-interval = "1m"
 #[test]
 fn per_table_memory_quota_is_every_pipelines_sorter_budget() {
     let c = file("per-table-memory-quota = 8388608\n").unwrap();
-    assert_eq!(c.table_pipeline().sorter_bytes, 8 << 20);
+    assert_eq!(c.table_pipeline().sorter.table_quota, 8 << 20);
     // The other pipeline settings keep their defaults.
     let defaults = crate::pipeline::table::TablePipelineConfig::default();
     assert_eq!(c.table_pipeline().poll_interval, defaults.poll_interval);
     assert_eq!(c.table_pipeline().max_slice_ms, defaults.max_slice_ms);
     let unset = resolve_with(&ServerFlags::default(), None).unwrap();
-    assert_eq!(unset.table_pipeline().sorter_bytes, 20 << 20);
+    assert_eq!(unset.table_pipeline().sorter.table_quota, 20 << 20);
 }
 
 #[test]
@@ -420,4 +420,60 @@ fn a_sort_dir_flag_is_accepted_with_a_deprecation_warning() {
         c.warnings,
         ["--sort-dir is deprecated and ignored (/tmp/sort): the sorter works under --data-dir"]
     );
+}
+
+/// Issue #14: the `[sorter]` keys TiCDC v5 honours are used, and their ranges checked.
+#[test]
+fn sorter_keys_are_used_and_checked() {
+    let c = file(
+        "data-dir = '/var/cdc'\n[sorter]\nmax-memory-percentage = 10\nmax-memory-consumption = 1073741824\nchunk-size-limit = 2097152\nnum-concurrent-worker = 3\n",
+    )
+    .unwrap();
+    assert_eq!(c.sort_dir(), Path::new("/var/cdc/tmp/sorter"));
+    assert_eq!(c.sorter.num_concurrent_worker, Some(3));
+    let pipeline = c.table_pipeline();
+    assert_eq!(
+        pipeline.sorter.chunk_limit,
+        2 << 20,
+        "chunk-size-limit bounds a run in memory"
+    );
+    assert_eq!(pipeline.sorter.table_quota, 20 << 20);
+    let memory = c.sorter.memory();
+    assert!(memory.limit() <= 1 << 30, "the smaller of the two keys");
+    assert_eq!(c.to_json()["sorter"]["sort-dir"], "/var/cdc/tmp/sorter");
+
+    let c = file("data-dir = '/var/cdc'\n[sorter]\nsort-dir = '/fast/sorter'\n").unwrap();
+    assert_eq!(
+        c.sort_dir(),
+        Path::new("/fast/sorter"),
+        "an explicit sort-dir wins"
+    );
+    let c = resolve_with(&ServerFlags::default(), None).unwrap();
+    assert_eq!(
+        c.sort_dir(),
+        Path::new("/tmp/cdc_data/tmp/sorter"),
+        "TiCDC's place without a data dir"
+    );
+
+    for (text, key) in [
+        (
+            "[sorter]\nnum-concurrent-worker = 0\n",
+            "sorter.num-concurrent-worker",
+        ),
+        (
+            "[sorter]\nmax-memory-percentage = 101\n",
+            "sorter.max-memory-percentage",
+        ),
+        (
+            "[sorter]\nchunk-size-limit = 1000\n",
+            "sorter.chunk-size-limit",
+        ),
+        (
+            "[sorter]\nnum-workerpool-goroutine = 0\n",
+            "sorter.num-workerpool-goroutine",
+        ),
+    ] {
+        let e = file(text).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("invalid {key} ")), "{e}");
+    }
 }

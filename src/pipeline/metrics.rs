@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::LazyLock;
 
 use parking_lot::Mutex;
-use prometheus::{register_int_counter_vec, IntCounterVec};
+use prometheus::{register_int_counter_vec, register_int_gauge, IntCounterVec, IntGauge};
 
 // Registration fails only on a duplicate name: a programming error any pipeline test hits.
 #[allow(clippy::expect_used, clippy::disallowed_types)] // prometheus macros build HashMaps inside
@@ -44,4 +44,29 @@ pub fn rows_flushed(changefeed: &str, rows: u64) {
         ROWS.with_label_values(&["default", changefeed])
             .inc_by(rows);
     }
+}
+
+// Registration fails only on a duplicate name: a programming error any sorter test hits.
+#[allow(clippy::expect_used, clippy::disallowed_types)] // prometheus macros build HashMaps inside
+static SORTER_IN_MEMORY: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "ticdc_sorter_in_memory_data_size_gauge",
+        "bytes of rows held in the sorters' memory (estimated heap), this process"
+    )
+    .expect("register ticdc_sorter_in_memory_data_size_gauge")
+});
+
+#[allow(clippy::expect_used, clippy::disallowed_types)] // prometheus macros build HashMaps inside
+static SORTER_ON_DISK: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "ticdc_sorter_on_disk_data_size_gauge",
+        "bytes of the sorters' spilled runs on disk, this process"
+    )
+    .expect("register ticdc_sorter_on_disk_data_size_gauge")
+});
+
+/// Publishes the process's sorter sizes.
+pub fn sorter_sizes(in_memory: usize, on_disk: u64) {
+    SORTER_IN_MEMORY.set(i64::try_from(in_memory).unwrap_or(i64::MAX));
+    SORTER_ON_DISK.set(i64::try_from(on_disk).unwrap_or(i64::MAX));
 }

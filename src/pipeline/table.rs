@@ -20,24 +20,45 @@ use rcdc_state::{ChangefeedId, TableId, Ts};
 use tokio::sync::watch;
 
 use super::executor::PipelineExecutor;
-use super::sorter::Sorter;
+use super::sorter::{DrainError, Sorter, SorterConfig, SorterError, DRAIN_BATCH};
 use crate::event::TableEvent;
 use crate::processor::tick::{Pipelines, TablePipelineState, TableProgress};
-use crate::sink::TableSink;
+use crate::sink::{SinkError, TableSink};
 
 /// Where a table's changes come from (the upstream, adapted per table).
 pub trait TableSource: Send {
     /// The upstream's current ts: nothing newer can be asked for.
     fn now(&self) -> Ts;
-    /// Changes with `after < commit_ts <= upto` in any order, then `Resolved(upto)`.
-    fn fetch(&mut self, after: Ts, upto: Ts) -> Result<Vec<TableEvent>, String>;
+    /// Streams the changes with `after < commit_ts <= upto`, in any order, then
+    /// `Resolved(upto)`, into `emit`, one at a time (never collected: a slice can hold more
+    /// rows than the sorter's memory). Stops at the first error `emit` returns and returns it.
+    fn fetch(
+        &mut self,
+        after: Ts,
+        upto: Ts,
+        emit: &mut dyn FnMut(TableEvent) -> Result<(), PullError>,
+    ) -> Result<(), PullError>;
+}
+
+/// Why a pull failed (the table's run ends; the processor restarts it from its checkpoint).
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    /// The source failed (snapshot lost, upstream unreachable, ...).
+    #[error("{0}")]
+    Source(String),
+    /// The sorter failed (a full disk, a corrupt run).
+    #[error(transparent)]
+    Sorter(#[from] SorterError),
+    /// The sink failed.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
 }
 
 /// Pipeline settings.
 #[derive(Clone, Debug)]
 pub struct TablePipelineConfig {
-    /// Sorter memory budget (`per-table-memory-quota`, 20 MiB in TiCDC).
-    pub sorter_bytes: usize,
+    /// The sorter's memory bound and sort dir (`per-table-memory-quota`, `[sorter]`).
+    pub sorter: SorterConfig,
     /// Pause between pulls when caught up.
     pub poll_interval: Duration,
     /// Largest ts range pulled at once, in physical milliseconds (bounds memory per pull).
@@ -47,7 +68,7 @@ pub struct TablePipelineConfig {
 impl Default for TablePipelineConfig {
     fn default() -> Self {
         Self {
-            sorter_bytes: 20 << 20,
+            sorter: SorterConfig::default(),
             poll_interval: Duration::from_millis(50),
             max_slice_ms: 1_000,
         }
@@ -129,25 +150,31 @@ pub async fn run_table_pipeline(
 ) {
     let key = slot.key().clone();
     let mut counted = sink.rows_written();
-    let mut work = Work {
+    let label = format!("{}-{}", key.0, key.1);
+    let mut work = Work::new(WorkParts {
         source,
-        sorter: Sorter::new(config.sorter_bytes, start_ts),
+        sorter: Sorter::new(config.sorter.clone(), start_ts, label),
         sink,
-    };
+    });
     let (mut cursor, mut resolved, mut checkpoint) = (start_ts, start_ts, start_ts);
     slot.report(TablePipelineState::Starting, start_ts, start_ts);
     loop {
         let boundary = *stop_at.borrow();
         if boundary.is_some_and(|b| checkpoint >= b) {
             // Everything up to the checkpoint is durable whether or not closing succeeds.
-            let _ = executor.run_blocking(move || work.sink.close()).await;
+            let _ = executor.run_blocking(move || work.close()).await;
             let stopped = TablePipelineState::Stopped {
                 checkpoint_ts: checkpoint,
             };
             slot.report(stopped, resolved, checkpoint);
             return;
         }
-        let upto = next_upto(work.source.now(), boundary, cursor, config.max_slice_ms);
+        let upto = next_upto(
+            work.parts().source.now(),
+            boundary,
+            cursor,
+            config.max_slice_ms,
+        );
         if upto > cursor {
             let (back, pulled) = match executor.run_blocking(move || work.pull(cursor, upto)).await
             {
@@ -164,12 +191,12 @@ pub async fn run_table_pipeline(
                 }
             };
             work = back;
-            resolved = work.sorter.resolved();
+            resolved = work.parts().sorter.resolved();
             match pulled {
                 Ok(cp) => {
                     cursor = upto;
                     checkpoint = checkpoint.max(cp);
-                    let written = work.sink.rows_written();
+                    let written = work.parts().sink.rows_written();
                     let new_rows = written.saturating_sub(counted);
                     super::metrics::rows_flushed(key.0.as_str(), new_rows);
                     slot.rows.fetch_add(new_rows, Ordering::Relaxed);
@@ -179,7 +206,11 @@ pub async fn run_table_pipeline(
                 }
                 Err(e) => {
                     tracing::warn!(table = %key.1, changefeed = %key.0, error = %e, "table pipeline failed");
-                    slot.report(TablePipelineState::Failed(e), resolved, checkpoint);
+                    slot.report(
+                        TablePipelineState::Failed(e.to_string()),
+                        resolved,
+                        checkpoint,
+                    );
                     return;
                 }
             }
@@ -199,67 +230,103 @@ fn next_upto(now: Ts, boundary: Option<Ts>, cursor: Ts, max_slice_ms: u64) -> Ts
 }
 
 /// What a pull works on, moved to the thread that runs the pull and back.
-struct Work {
+struct WorkParts {
     source: Box<dyn TableSource>,
     sorter: Sorter,
     sink: Box<dyn TableSink>,
 }
 
+/// [`WorkParts`] with the rule that they are dropped off the async threads: dropping them
+/// removes spill files and closes sink files, which is blocking IO. A run that ends normally
+/// drops them in its last blocking call; a run aborted between pulls drops them here, from a
+/// task's async thread, so the drop is handed to the blocking pool.
+struct Work(Option<WorkParts>);
+
 impl Work {
+    fn new(parts: WorkParts) -> Self {
+        Self(Some(parts))
+    }
+
+    fn parts(&mut self) -> &mut WorkParts {
+        match &mut self.0 {
+            Some(parts) => parts,
+            // Taken only by `close` and `drop`, which consume the work.
+            None => unreachable!("work used after it was closed"),
+        }
+    }
+
+    /// Closes the sink and drops everything, on the calling (blocking) thread.
+    fn close(mut self) {
+        if let Some(mut parts) = self.0.take() {
+            parts.sink.close();
+        }
+    }
+
     /// One pull; a failed pull closes the sink, which is poisoned anyway.
-    fn pull(mut self, after: Ts, upto: Ts) -> (Self, Result<Ts, String>) {
+    fn pull(mut self, after: Ts, upto: Ts) -> (Self, Result<Ts, PullError>) {
+        let parts = self.parts();
         let pulled = pull(
-            &mut *self.source,
-            &mut self.sorter,
-            &mut *self.sink,
+            &mut *parts.source,
+            &mut parts.sorter,
+            &mut *parts.sink,
             after,
             upto,
         );
         if pulled.is_err() {
-            self.sink.close();
+            parts.sink.close();
         }
         (self, pulled)
     }
 }
 
-/// One pull: fetch, sort, write what is released, flush. Returns the sink checkpoint.
+impl Drop for Work {
+    fn drop(&mut self) {
+        let Some(parts) = self.0.take() else { return };
+        match tokio::runtime::Handle::try_current() {
+            // Detached: nothing waits for a drop, and a runtime shutting down drops it inline.
+            Ok(handle) => drop(handle.spawn_blocking(move || drop(parts))),
+            Err(_) => drop(parts),
+        }
+    }
+}
+
+/// One pull: stream the slice into the sorter (which spills past its memory bound), write
+/// what is released in bounded batches, flush. Returns the sink checkpoint.
 fn pull(
     source: &mut dyn TableSource,
     sorter: &mut Sorter,
     sink: &mut dyn TableSink,
     after: Ts,
     upto: Ts,
-) -> Result<Ts, String> {
+) -> Result<Ts, PullError> {
     // TiCDC's `processor_panic`: any action panics here, on the blocking pool, where the
     // executor turns it into this table's failure (the capture lives on).
     fail::fail_point!(
         "pipeline-panic",
-        |m: Option<String>| -> Result<Ts, String> {
+        |m: Option<String>| -> Result<Ts, PullError> {
             panic!(
                 "failpoint pipeline-panic: {}",
                 m.as_deref().unwrap_or("injected")
             )
         }
     );
-    let events = source.fetch(after, upto)?;
-    for ev in events {
-        let mut pending = Some(ev);
-        while let Some(ev) = pending.take() {
-            if let Err(full) = sorter.push(ev.clone()) {
-                // Release what is ready to make room; if nothing is, the budget is too small
-                // for the unresolved span, which is a configuration error worth naming.
-                let ready = sorter.take_ready();
-                if ready.is_empty() {
-                    return Err(full.to_string());
-                }
-                sink.write(&ready).map_err(|e| e.to_string())?;
-                pending = Some(ev);
-            }
-        }
-    }
-    let ready = sorter.take_ready();
-    sink.write(&ready).map_err(|e| e.to_string())?;
-    sink.flush(sorter.resolved()).map_err(|e| e.to_string())
+    source.fetch(after, upto, &mut |ev| Ok(sorter.push(ev)?))?;
+    sorter
+        .drain_ready(DRAIN_BATCH, |rows| sink.write(rows))
+        .map_err(|e| match e {
+            DrainError::Sorter(e) => PullError::Sorter(e),
+            DrainError::Write(e) => PullError::Sink(e),
+        })?;
+    Ok(sink.flush(sorter.resolved())?)
+}
+
+/// Emits `events` in order (sources in tests produce whole slices).
+#[cfg(test)]
+pub(crate) fn emit_all(
+    events: impl IntoIterator<Item = TableEvent>,
+    emit: &mut dyn FnMut(TableEvent) -> Result<(), PullError>,
+) -> Result<(), PullError> {
+    events.into_iter().try_for_each(emit)
 }
 
 #[cfg(test)]

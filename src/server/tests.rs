@@ -24,6 +24,8 @@ fn with_pipelines(
         gc_ttl,
         tz: TimeZone::default(),
         table_pipeline,
+        sort_dir: std::env::temp_dir().join("rcdc-unused-sort-dir"),
+        data_plane: DataPlaneRuntimeConfig::default(),
         config_json: serde_json::Value::Null,
         set_log_level: Arc::new(|_| Ok(())),
         recording: crate::record::RecordingControl::new(Default::default()),
@@ -59,7 +61,10 @@ fn issue_11_the_owner_knows_the_default_upstream() {
 #[test]
 fn the_capture_starts_pipelines_with_the_configured_sorter_budget() {
     let table = TablePipelineConfig {
-        sorter_bytes: 8 << 20,
+        sorter: crate::pipeline::sorter::SorterConfig {
+            table_quota: 8 << 20,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let plane = Arc::new(DataPlane::new("demo://", Arc::new(SystemClock)));
@@ -70,7 +75,7 @@ fn the_capture_starts_pipelines_with_the_configured_sorter_budget() {
         DataPlaneRuntime::inline(),
         Default::default(),
     );
-    assert_eq!(roles.table.sorter_bytes, 8 << 20);
+    assert_eq!(roles.table.sorter.table_quota, 8 << 20);
     assert_eq!(
         roles.owner.gc.ttl_secs, 600,
         "the owner's settings come along"

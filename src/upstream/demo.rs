@@ -50,6 +50,7 @@ mod gen;
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
 use std::sync::{Mutex, PoisonError};
 
 use rcdc_state::{TableId, Ts};
@@ -216,6 +217,16 @@ impl DemoUpstream {
             None => 0,
         };
         (j_lo <= j_hi).then_some((j_lo, j_hi))
+    }
+
+    /// Row changes of `table` with `after < commit_ts <= upto` (0 for an unknown table or an
+    /// invalid range: the scan reports those).
+    fn rows_between(&self, table: TableId, after: Ts, upto: Ts) -> u64 {
+        self.life(table)
+            .and_then(|life| self.txns_in(table, &life, after, upto.max(after)))
+            .map_or(0, |(lo, hi)| {
+                (hi - lo + 1).saturating_mul(self.config.txn_rows)
+            })
     }
 
     /// The round's permutation, reusing the last one while consecutive transactions share a
@@ -451,15 +462,8 @@ impl Upstream for DemoUpstream {
         after: Ts,
         upto: Ts,
     ) -> Result<Vec<TableEvent>, UpstreamError> {
-        if after > upto {
-            return Err(UpstreamError::InvalidRange { after, upto });
-        }
-        let life = self.life(table).ok_or(UpstreamError::UnknownTable(table))?;
-        self.lost(table, after, upto)?;
-        let Some((j_lo, j_hi)) = self.txns_in(table, &life, after, upto) else {
-            return Ok(vec![TableEvent::Resolved(upto)]);
-        };
-        let rows = (j_hi - j_lo + 1).saturating_mul(self.config.txn_rows);
+        // Collected, so bounded: callers that want more pull in slices, or visit.
+        let rows = self.rows_between(table, after, upto);
         if rows > MAX_EVENTS_PER_CALL {
             return Err(UpstreamError::RangeTooLarge {
                 table,
@@ -469,32 +473,56 @@ impl Upstream for DemoUpstream {
                 limit: MAX_EVENTS_PER_CALL,
             });
         }
-        let name = table_name(table);
-        let base = self.base(table, &life);
         let mut out = Vec::with_capacity(rows as usize + 1);
-        let mut perm: Option<(u64, Perm)> = None;
-        for j in j_lo..=j_hi {
-            let commit_ts = self.commit_ts(base, j);
-            let start_ts = self.start_ts(table, j, commit_ts);
-            let (round, lo, hi) = self.txn_positions(j);
-            let p = self.perm_cached(table, round, &mut perm);
-            for pos in lo..hi {
-                let key = p.apply(pos);
-                let (op, columns) = self.write(table, key, round);
-                out.push(TableEvent::Row(RowChange {
-                    table,
-                    schema: name.schema.clone(),
-                    table_name: name.table.clone(),
-                    commit_ts,
-                    start_ts,
-                    op,
-                    key: key as i64,
-                    columns,
-                }));
+        self.visit_table_events(table, after, upto, &mut |ev| {
+            out.push(ev);
+            ControlFlow::Continue(())
+        })?;
+        Ok(out)
+    }
+
+    fn visit_table_events(
+        &self,
+        table: TableId,
+        after: Ts,
+        upto: Ts,
+        visit: &mut dyn FnMut(TableEvent) -> ControlFlow<()>,
+    ) -> Result<(), UpstreamError> {
+        if after > upto {
+            return Err(UpstreamError::InvalidRange { after, upto });
+        }
+        let life = self.life(table).ok_or(UpstreamError::UnknownTable(table))?;
+        self.lost(table, after, upto)?;
+        if let Some((j_lo, j_hi)) = self.txns_in(table, &life, after, upto) {
+            let name = table_name(table);
+            let base = self.base(table, &life);
+            let mut perm: Option<(u64, Perm)> = None;
+            for j in j_lo..=j_hi {
+                let commit_ts = self.commit_ts(base, j);
+                let start_ts = self.start_ts(table, j, commit_ts);
+                let (round, lo, hi) = self.txn_positions(j);
+                let p = self.perm_cached(table, round, &mut perm);
+                for pos in lo..hi {
+                    let key = p.apply(pos);
+                    let (op, columns) = self.write(table, key, round);
+                    let row = RowChange {
+                        table,
+                        schema: name.schema.clone(),
+                        table_name: name.table.clone(),
+                        commit_ts,
+                        start_ts,
+                        op,
+                        key: key as i64,
+                        columns,
+                    };
+                    if visit(TableEvent::Row(row)).is_break() {
+                        return Ok(());
+                    }
+                }
             }
         }
-        out.push(TableEvent::Resolved(upto));
-        Ok(out)
+        let _ = visit(TableEvent::Resolved(upto));
+        Ok(())
     }
 
     fn check_snapshot(&self, table: TableId, after: Ts, now: Ts) -> Result<(), UpstreamError> {

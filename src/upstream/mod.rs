@@ -22,6 +22,7 @@ pub mod pd;
 mod tests;
 
 use std::collections::BTreeSet;
+use std::ops::ControlFlow;
 
 use rcdc_state::{TableId, Ts};
 
@@ -200,6 +201,24 @@ pub trait Upstream: Send + Sync + std::fmt::Debug {
         after: Ts,
         upto: Ts,
     ) -> Result<Vec<TableEvent>, UpstreamError>;
+
+    /// [`Upstream::table_events`] one event at a time, without collecting them (a table
+    /// pipeline's slice may hold more rows than its sorter's memory); `visit` returns
+    /// `Break` to stop early. Upstreams that can stream override it.
+    fn visit_table_events(
+        &self,
+        table: TableId,
+        after: Ts,
+        upto: Ts,
+        visit: &mut dyn FnMut(TableEvent) -> ControlFlow<()>,
+    ) -> Result<(), UpstreamError> {
+        for event in self.table_events(table, after, upto)? {
+            if visit(event).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
 
     /// Fails with [`UpstreamError::SnapshotLost`] if a read after `after` is no longer
     /// possible at `now` (the GC horizon at `now` has passed it).

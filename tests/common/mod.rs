@@ -433,8 +433,11 @@ impl rcdc::pipeline::table::TableSource for IdleSource {
         &mut self,
         _: rcdc_state::Ts,
         upto: rcdc_state::Ts,
-    ) -> Result<Vec<rcdc::event::TableEvent>, String> {
-        Ok(vec![rcdc::event::TableEvent::Resolved(upto)])
+        emit: &mut dyn FnMut(
+            rcdc::event::TableEvent,
+        ) -> Result<(), rcdc::pipeline::table::PullError>,
+    ) -> Result<(), rcdc::pipeline::table::PullError> {
+        emit(rcdc::event::TableEvent::Resolved(upto))
     }
 }
 

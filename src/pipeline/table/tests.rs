@@ -17,9 +17,14 @@ impl TableSource for Scripted {
     fn now(&self) -> Ts {
         *self.now.lock()
     }
-    fn fetch(&mut self, after: Ts, upto: Ts) -> Result<Vec<TableEvent>, String> {
+    fn fetch(
+        &mut self,
+        after: Ts,
+        upto: Ts,
+        emit: &mut dyn FnMut(TableEvent) -> Result<(), PullError>,
+    ) -> Result<(), PullError> {
         if self.fail_after.is_some_and(|f| upto > f) {
-            return Err("snapshot lost".into());
+            return Err(PullError::Source("snapshot lost".into()));
         }
         let mut out: Vec<TableEvent> = self
             .rows
@@ -30,7 +35,7 @@ impl TableSource for Scripted {
             .rev()
             .collect();
         out.push(TableEvent::Resolved(upto));
-        Ok(out)
+        emit_all(out, emit)
     }
 }
 
@@ -87,7 +92,10 @@ fn spawn_pipeline(
 
 fn config() -> TablePipelineConfig {
     TablePipelineConfig {
-        sorter_bytes: 1 << 20,
+        sorter: SorterConfig {
+            table_quota: 1 << 20,
+            ..Default::default()
+        },
         poll_interval: Duration::from_millis(5),
         max_slice_ms: 1_000,
     }

@@ -8,6 +8,8 @@ use rcdc_state::{ChangefeedId, TableId, Ts};
 use super::*;
 use crate::event::{RowChange, RowOp, TableEvent, Value};
 use crate::pipeline::executor::{DataPlaneRuntime, DataPlaneRuntimeConfig};
+use crate::pipeline::sorter::SorterConfig;
+use crate::pipeline::table::{emit_all, PullError};
 use crate::processor::tick::TableProgress;
 use crate::sink::SinkError;
 
@@ -35,10 +37,15 @@ impl TableSource for Rows {
     fn now(&self) -> Ts {
         Ts::from_parts(2_000, 0)
     }
-    fn fetch(&mut self, _: Ts, upto: Ts) -> Result<Vec<TableEvent>, String> {
+    fn fetch(
+        &mut self,
+        _: Ts,
+        upto: Ts,
+        emit: &mut dyn FnMut(TableEvent) -> Result<(), PullError>,
+    ) -> Result<(), PullError> {
         let mut out: Vec<TableEvent> = self.0.drain(..).map(TableEvent::Row).collect();
         out.push(TableEvent::Resolved(upto));
-        Ok(out)
+        emit_all(out, emit)
     }
 }
 
@@ -142,7 +149,10 @@ async fn pipelines_get_the_supervisors_sorter_budget() {
     let factory: Arc<dyn PipelineFactory> = Arc::new(factory);
     let data_plane = isolated();
     let small = TablePipelineConfig {
-        sorter_bytes: 100,
+        sorter: SorterConfig {
+            table_quota: 100,
+            ..Default::default()
+        },
         ..Default::default()
     };
     for (table, config) in [(TableId(1), small), (TableId(2), Default::default())] {
@@ -223,11 +233,16 @@ impl TableSource for GatedFetch {
     fn now(&self) -> Ts {
         Ts::from_parts(5_000, 0) // behind: the pipeline pulls slice after slice
     }
-    fn fetch(&mut self, _: Ts, upto: Ts) -> Result<Vec<TableEvent>, String> {
+    fn fetch(
+        &mut self,
+        _: Ts,
+        upto: Ts,
+        emit: &mut dyn FnMut(TableEvent) -> Result<(), PullError>,
+    ) -> Result<(), PullError> {
         if !self.0.pass() {
-            return Err("the test closed the gate".into());
+            return Err(PullError::Source("the test closed the gate".into()));
         }
-        Ok(vec![TableEvent::Resolved(upto)])
+        emit(TableEvent::Resolved(upto))
     }
 }
 
