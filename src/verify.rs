@@ -5,6 +5,10 @@
 //! `(start, at]`: every key whose last upstream write at or before `at` lies in the window
 //! must fold — by primary key, in commit-ts order, duplicates included — to exactly that
 //! write's row (absent if it was a delete); no other key may appear.
+//!
+//! With old values on (the changefeed's `enable-old-value`), every UPDATE read back must also
+//! carry the row it replaced, equal to the oracle's row just before its commit ts; with them
+//! off, no UPDATE may carry one.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -27,19 +31,30 @@ pub struct TableReport {
 }
 
 /// Compares the sink files of `changefeed` under `sink_root` with the oracle over
-/// `(start, at]`, for every table that exists at `at` or has files.
+/// `(start, at]`, for every table that exists at `at` or has files. `old_value`: the
+/// changefeed's `enable-old-value`.
 pub fn verify(
     upstream: &DemoUpstream,
     sink_root: &Path,
     changefeed: &ChangefeedId,
     start: Ts,
     at: Ts,
+    old_value: bool,
 ) -> Result<Vec<TableReport>, String> {
     let mut rows: BTreeMap<TableId, Vec<DecodedRow>> = BTreeMap::new();
-    for (ident, table_rows) in read_table_files(sink_root, changefeed).map_err(|e| e.to_string())? {
-        rows.entry(ident.table_id).or_default().extend(table_rows);
+    for (dir, table_rows) in read_table_files(sink_root, changefeed).map_err(|e| e.to_string())? {
+        // Directories are named by table name and version; the demo names its tables by id.
+        let table = upstream
+            .table_id_of(&dir.schema, &dir.table)
+            .ok_or_else(|| {
+                format!(
+                    "the sink has files of {}.{}, a table the demo upstream never had",
+                    dir.schema, dir.table
+                )
+            })?;
+        rows.entry(table).or_default().extend(table_rows);
     }
-    compare(upstream, &rows, start, at)
+    compare(upstream, &rows, start, at, old_value)
 }
 
 /// Compares sink rows (any order, duplicates allowed) with the oracle over `(start, at]`, for
@@ -49,6 +64,7 @@ pub fn compare(
     rows: &BTreeMap<TableId, Vec<DecodedRow>>,
     start: Ts,
     at: Ts,
+    old_value: bool,
 ) -> Result<Vec<TableReport>, String> {
     use crate::upstream::Upstream;
     let mut tables: Vec<TableId> = upstream
@@ -62,7 +78,8 @@ pub fn compare(
     let mut reports = Vec::new();
     for table in tables {
         let want = upstream.rows_in_window(table, start, at);
-        let got = fold_rows(rows.get(&table).map(Vec::as_slice).unwrap_or(&[]), at);
+        let table_rows = rows.get(&table).map(Vec::as_slice).unwrap_or(&[]);
+        let got = fold_rows(table_rows, at);
         let mut report = TableReport {
             table,
             compared: 0,
@@ -86,7 +103,46 @@ pub fn compare(
                 )),
             }
         }
+        check_old_values(upstream, table, table_rows, at, old_value, &mut report);
         reports.push(report);
     }
     Ok(reports)
+}
+
+/// Checks every UPDATE at or before `at`: with old values on, its `old` must be the oracle's
+/// row just before its commit ts; with them off, it must have none. Duplicates are checked
+/// each time (a re-sent UPDATE must carry the same pre-image).
+fn check_old_values(
+    upstream: &DemoUpstream,
+    table: TableId,
+    rows: &[DecodedRow],
+    at: Ts,
+    old_value: bool,
+    report: &mut TableReport,
+) {
+    for row in rows {
+        if row.op != RowOp::Update || row.commit_ts > at {
+            continue;
+        }
+        let ts = row.commit_ts;
+        let key = row.key;
+        match (&row.old, old_value) {
+            (None, false) => {}
+            (Some(old), false) => report.mismatches.push(format!(
+                "table {table} key {key}: the UPDATE at {ts} carries old {old:?} with old values off"
+            )),
+            (None, true) => report.mismatches.push(format!(
+                "table {table} key {key}: the UPDATE at {ts} carries no old value"
+            )),
+            (Some(old), true) => {
+                let want = upstream.row_before(table, key, ts);
+                if want.as_ref() != Some(old) {
+                    report.mismatches.push(format!(
+                        "table {table} key {key}: the UPDATE at {ts} has old {old:?}, upstream \
+                         had {want:?}"
+                    ));
+                }
+            }
+        }
+    }
 }

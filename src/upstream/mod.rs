@@ -25,7 +25,7 @@ use std::collections::BTreeSet;
 
 use rcdc_state::{TableId, Ts};
 
-use crate::event::TableEvent;
+use crate::event::{TableEvent, TableSchema};
 
 pub use demo::{DemoConfig, DemoUpstream};
 
@@ -185,6 +185,10 @@ pub trait Upstream: Send + Sync + std::fmt::Debug {
 
     /// A table's name, if the table exists at any time.
     fn table_name(&self, table: TableId) -> Option<TableName>;
+
+    /// A table's definition and version (what a storage sink records in `schema.json`), if
+    /// the table exists at any time.
+    fn table_schema(&self, table: TableId) -> Option<TableSchema>;
 
     /// DDL events with `after < commit_ts <= upto`, in commit-ts order.
     fn ddl_events(&self, after: Ts, upto: Ts) -> Vec<DdlEvent>;
