@@ -146,3 +146,83 @@ fn check_old_values(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{RowChange, TableEvent, Value};
+    use crate::upstream::Upstream;
+
+    /// The demo's rows of table 1 over `(start, at]` as canal-json with old values reads back.
+    fn demo_rows(d: &DemoUpstream, start: Ts, at: Ts) -> BTreeMap<TableId, Vec<DecodedRow>> {
+        let rows = d
+            .table_events(TableId(1), start, at)
+            .expect("events")
+            .into_iter()
+            .filter_map(|e| match e {
+                TableEvent::Row(r) => Some(decoded(r)),
+                TableEvent::Resolved(_) => None,
+            })
+            .collect();
+        BTreeMap::from([(TableId(1), rows)])
+    }
+
+    fn decoded(r: RowChange) -> DecodedRow {
+        DecodedRow {
+            op: r.op,
+            commit_ts: r.commit_ts,
+            key: r.key,
+            old: r.pre_columns.filter(|_| r.op == RowOp::Update),
+            columns: r.columns,
+        }
+    }
+
+    fn mismatches(reports: &[TableReport]) -> Vec<String> {
+        reports.iter().flat_map(|r| r.mismatches.clone()).collect()
+    }
+
+    #[test]
+    fn a_wrong_missing_or_unexpected_old_value_is_a_mismatch() {
+        let d = DemoUpstream::from_uri(
+            "demo://?tables=1&rows-per-second=200&key-space=20&retention=none",
+        )
+        .expect("demo");
+        let start = Ts::from_parts(crate::upstream::demo::DEFAULT_START_MS + 1_000, 0);
+        let at = Ts::from_parts(crate::upstream::demo::DEFAULT_START_MS + 3_000, 0);
+        let good = demo_rows(&d, start, at);
+        assert!(mismatches(&compare(&d, &good, start, at, true).expect("compare")).is_empty());
+
+        let first_update = |rows: &mut BTreeMap<TableId, Vec<DecodedRow>>| -> (i64, Ts) {
+            let r = rows
+                .get_mut(&TableId(1))
+                .and_then(|rs| rs.iter_mut().find(|r| r.op == RowOp::Update))
+                .expect("an update");
+            if let Some(old) = &mut r.old {
+                old[1].1 = Value::Text("not what it was".into());
+            }
+            (r.key, r.commit_ts)
+        };
+        // Wrong: the final state still folds right, only `old` lies.
+        let mut wrong = good.clone();
+        let (key, ts) = first_update(&mut wrong);
+        let m = mismatches(&compare(&d, &wrong, start, at, true).expect("compare"));
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert!(
+            m[0].contains(&format!("key {key}: the UPDATE at {ts} has old")),
+            "{m:?}"
+        );
+
+        // Missing, with old values on.
+        let mut missing = good.clone();
+        for r in missing.values_mut().flatten() {
+            r.old = None;
+        }
+        let m = mismatches(&compare(&d, &missing, start, at, true).expect("compare"));
+        assert!(!m.is_empty() && m.iter().all(|l| l.contains("carries no old value")));
+        assert!(mismatches(&compare(&d, &missing, start, at, false).expect("compare")).is_empty());
+
+        // Present, with old values off.
+        let m = mismatches(&compare(&d, &good, start, at, false).expect("compare"));
+        assert!(!m.is_empty() && m.iter().all(|l| l.contains("with old values off")));
+    }
+}

@@ -37,6 +37,8 @@ pub mod schema_file;
 mod uri;
 
 #[cfg(test)]
+mod file_format_tests;
+#[cfg(test)]
 mod file_tests;
 #[cfg(test)]
 mod uri_tests;
