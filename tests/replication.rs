@@ -79,7 +79,7 @@ async fn demo_to_file_survives_a_crash_and_a_join_and_matches_the_oracle() {
         dir.path().display()
     );
     let info = format!(
-        r#"{{"sink-uri":"{sink_uri}","opts":{{}},"start-ts":{},"target-ts":0,"admin-job-type":0,"sort-engine":"unified","config":{{}},"state":"normal","history":null,"error":null}}"#,
+        r#"{{"sink-uri":"{sink_uri}","opts":{{}},"start-ts":{},"target-ts":0,"admin-job-type":0,"sort-engine":"unified","config":{{"enable-old-value":true}},"state":"normal","history":null,"error":null}}"#,
         start_ts.0
     );
     put(&store, &format!("{PREFIX}/changefeed/info/cf"), &info).await;
@@ -284,7 +284,7 @@ async fn tables_created_and_dropped_by_ddl_follow_the_upstream() {
         dir.path().display()
     );
     let info = format!(
-        r#"{{"sink-uri":"{sink_uri}","opts":{{}},"start-ts":{},"target-ts":0,"admin-job-type":0,"sort-engine":"unified","config":{{}},"state":"normal","history":null,"error":null}}"#,
+        r#"{{"sink-uri":"{sink_uri}","opts":{{}},"start-ts":{},"target-ts":0,"admin-job-type":0,"sort-engine":"unified","config":{{"enable-old-value":true}},"state":"normal","history":null,"error":null}}"#,
         start_ts.0
     );
     put(&store, &format!("{PREFIX}/changefeed/info/ddl"), &info).await;
