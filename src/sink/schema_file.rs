@@ -8,10 +8,11 @@
 //! `ColumnNullable: "false"` for a NOT NULL column and `ColumnIsPk: "true"` for a key column)
 //! and `TableColumnsTotal`.
 //!
-//! The file is written twice with the same bytes, once under each name TiCDC has used:
-//! `<schema>/<table>/<version>/schema.json` (v6.5's layout, beside the data files) and
-//! `<schema>/<table>/meta/schema_<version>_<checksum>.json` (later versions; the checksum is
-//! the CRC-32 of the file's bytes, readers match `schema_<version>_*.json`).
+//! The file is written twice with the same bytes: `<schema>/<table>/<version>/schema.json`,
+//! beside the data files (the layout issue #14 asks for, as TiCDC v6.5's storage sink had it;
+//! the docs read for this, pingcap/docs at 00536edb, no longer show that name) and
+//! `<schema>/<table>/meta/schema_<version>_<checksum>.json`, the name those docs give (the
+//! checksum here is the CRC-32 of the file's bytes; readers match `schema_<version>_*.json`).
 
 use std::fs::{self, File};
 use std::io::{ErrorKind, Write};
@@ -89,8 +90,10 @@ pub fn write_once(path: &Path, content: &[u8]) -> Result<bool, SinkError> {
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(e) => return Err(SinkError::io(path, e)),
     }
+    // Per process: two captures opening the same table version (a table moving) must not
+    // write into each other's temp file; the loser's rename just replaces equal bytes.
     let mut tmp: PathBuf = path.to_path_buf();
-    tmp.set_extension("json.tmp");
+    tmp.set_extension(format!("json.{}.tmp", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut f = File::create(&tmp)?;
         f.write_all(content)?;
