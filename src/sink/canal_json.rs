@@ -115,9 +115,12 @@ fn push_types(out: &mut Vec<u8>, columns: &[(String, Value)], ints: &[bool], sql
 
 /// Appends one message for `row` (whose image is `columns`, key column first) to `out`.
 ///
-/// As TiCDC's canal-json encoder does (its docs: "The `old` field contains all the column
-/// data" of an UPDATE), `old` is the whole pre-image of an UPDATE when old values are on and
-/// `null` otherwise; a DELETE's `data` is the removed row and its `old` is `null`.
+/// As TiCDC's canal-json docs ("TiCDC Canal-JSON Protocol", pingcap/docs
+/// `ticdc/ticdc-canal-json.md`) describe it: `old` holds every column of an UPDATE's pre-image
+/// (not only the changed ones, unlike the official Canal) when old values are on, and is `null`
+/// for every other message; a DELETE's `data` is the removed row and its `old` is `null`, as
+/// since TiCDC v5.4.0 (before, it repeated `data`; the storage sink, v6.5+, has only the new
+/// form).
 pub fn encode(
     out: &mut Vec<u8>,
     row: &RowChange,
