@@ -83,7 +83,7 @@ fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let file_uri = format!("file://{}?protocol=canal-json", dir.path().display());
     let spec = parse_sink_uri(&file_uri).unwrap_or_else(|e| panic!("{e}"));
-    let mut file = open_table_sink(&spec, &ChangefeedId::from("bench"), &ident)
+    let mut file = open_table_sink(&spec, &ChangefeedId::from("bench"), &ident, &schema())
         .unwrap_or_else(|e| panic!("{e}"));
     g.bench_function("demo_to_file_canal_json", |b| {
         b.iter(|| {
@@ -101,7 +101,12 @@ fn open(uri: &str) -> Box<dyn TableSink> {
         table: "t1".into(),
         table_id: TableId(1),
     };
-    open_table_sink(&spec, &ChangefeedId::from("bench"), &ident).unwrap_or_else(|e| panic!("{e}"))
+    open_table_sink(&spec, &ChangefeedId::from("bench"), &ident, &schema())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn schema() -> rcdc::event::TableSchema {
+    rcdc::upstream::demo::demo_table_schema(Ts(1), String::new())
 }
 
 criterion_group!(benches, bench);

@@ -21,8 +21,8 @@ use crate::owner::runtime::OwnerUpstream;
 use crate::pipeline::table::{PullError, TableSource};
 use crate::processor::runtime::PipelineFactory;
 use crate::sink::{
-    open_checkpoint_writer, open_table_sink, parse_sink_uri, CheckpointWriter, TableIdent,
-    TableSink,
+    open_checkpoint_writer, open_table_sink, parse_sink_uri, CheckpointWriter, SinkSpec,
+    TableIdent, TableSink,
 };
 use crate::upstream::{parse_upstream_uri, Upstream, UpstreamError};
 
@@ -261,17 +261,25 @@ impl PipelineFactory for DataPlane {
         info: &ChangeFeedInfo,
         table: TableId,
     ) -> Result<Box<dyn TableSink>, String> {
-        let spec = parse_sink_uri(&info.sink_uri).map_err(|e| e.to_string())?;
+        let mut spec = parse_sink_uri(&info.sink_uri).map_err(|e| e.to_string())?;
+        if let SinkSpec::File(cfg) = &mut spec {
+            // A replica setting, not a URI parameter: the encoder learns it here, as
+            // TiCDC's encoder config is built from the changefeed's config.
+            cfg.enable_old_value = info.config.enable_old_value;
+        }
         let upstream = self.for_changefeed(info)?;
         let name = upstream
             .table_name(table)
             .ok_or_else(|| format!("table {table} is unknown to the upstream"))?;
+        let schema = upstream
+            .table_schema(table)
+            .ok_or_else(|| format!("the upstream has no definition of table {table}"))?;
         let ident = TableIdent {
             schema: name.schema,
             table: name.table,
             table_id: table,
         };
-        open_table_sink(&spec, changefeed, &ident).map_err(|e| e.to_string())
+        open_table_sink(&spec, changefeed, &ident, &schema).map_err(|e| e.to_string())
     }
 }
 

@@ -44,6 +44,44 @@ pub struct RowChange {
     pub key: i64,
     /// Column name and value, in table order; the key column first.
     pub columns: Vec<(String, Value)>,
+    /// The row before the change (TiCDC's `PreColumns`), in table order: `Some` for an
+    /// UPDATE and a DELETE when the upstream gives old values, `None` for an INSERT. A
+    /// sink writes it only when the changefeed's `enable-old-value` is on.
+    pub pre_columns: Option<Vec<(String, Value)>>,
+}
+
+/// A column's SQL type, as far as the demo upstream needs (it writes integers and text).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ColumnType {
+    /// `BIGINT`.
+    BigInt,
+    /// `TEXT`.
+    Text,
+}
+
+/// One column of a table definition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ColumnDef {
+    /// Column name.
+    pub name: String,
+    /// SQL type.
+    pub sql_type: ColumnType,
+    /// May hold NULL.
+    pub nullable: bool,
+    /// Part of the primary key.
+    pub is_pk: bool,
+}
+
+/// A table's definition at one table version, what a storage sink's `schema.json` records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableSchema {
+    /// The table version: the commit ts of the DDL that gave the table this definition
+    /// (TiCDC's table version). Rows of different versions go to different directories.
+    pub version: Ts,
+    /// The DDL that created this version, if known (`schema.json`'s `Query`).
+    pub query: String,
+    /// Columns in table order.
+    pub columns: Vec<ColumnDef>,
 }
 
 /// What a per-table change stream yields.

@@ -229,7 +229,10 @@ async fn a_pipeline_panic_restarts_only_its_changefeed() {
     let sinks: Vec<(&str, String)> = ["panic-a", "panic-b"]
         .into_iter()
         .map(|id| {
-            let sink = format!("file://{}/{id}?protocol=canal-json", dir.path().display());
+            let sink = format!(
+                "file://{}/{id}?protocol=canal-json&enable-tidb-extension=true",
+                dir.path().display()
+            );
             create(&pd, id, &sink, start);
             (id, sink)
         })
@@ -284,7 +287,10 @@ async fn sink_write_failures_back_off_and_recover() {
         dir.path(),
     )]);
     wait_registered(&etcd).await;
-    let sink = format!("file://{}/retry?protocol=canal-json", dir.path().display());
+    let sink = format!(
+        "file://{}/retry?protocol=canal-json&enable-tidb-extension=true",
+        dir.path().display()
+    );
     let start = Ts::from_parts(now_ms(), 0);
     create(&pd, "retry", &sink, start);
 
@@ -332,7 +338,10 @@ async fn etcd_txn_and_owner_ddl_failures_are_retried() {
         dir.path(),
     )]);
     wait_registered(&etcd).await;
-    let sink = format!("file://{}/ctl?protocol=canal-json", dir.path().display());
+    let sink = format!(
+        "file://{}/ctl?protocol=canal-json&enable-tidb-extension=true",
+        dir.path().display()
+    );
     create(&pd, "ctl", &sink, Ts::from_parts(now_ms(), 0));
     let t = Ts::from_parts(now_ms() + 3_000, 0);
     wait_until(RECOVERY, "the changefeed passes T in its sink", || async {

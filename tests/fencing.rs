@@ -127,7 +127,10 @@ async fn a_frozen_owner_that_wakes_up_is_fenced_and_steps_down() {
         owners == 1
     })
     .await;
-    let sink = format!("file://{}/sink?protocol=canal-json", dir.path().display());
+    let sink = format!(
+        "file://{}/sink?protocol=canal-json&enable-tidb-extension=true",
+        dir.path().display()
+    );
     let out = cli(
         &pd,
         &["changefeed", "create", "-c", "fenced", "--sink-uri", &sink],

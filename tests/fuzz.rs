@@ -35,6 +35,8 @@ fn sink_uri() {
             "&file-size=",
             "&flush-interval=",
             "&worker-count=",
+            "&enable-tidb-extension=",
+            "true",
             "%",
             "%zz",
             "@",
@@ -171,6 +173,7 @@ fn canal_json() {
             "\"bigint\"",
             "\"_tidb\":",
             "\"commitTs\":",
+            "\"old\":",
             "\"type\":",
         ],
         |bytes| {

@@ -108,7 +108,10 @@ async fn sixteen_tables_survive_a_sigkill_and_verify_clean() {
     })
     .await;
 
-    let sink = format!("file://{}/sink?protocol=canal-json", dir.path().display());
+    let sink = format!(
+        "file://{}/sink?protocol=canal-json&enable-tidb-extension=true",
+        dir.path().display()
+    );
     let start = Ts::from_parts(now_ms(), 0);
     let out = cli(
         &pd,

@@ -74,9 +74,12 @@ async fn demo_to_file_survives_a_crash_and_a_join_and_matches_the_oracle() {
     .await;
 
     let start_ts = Ts::from_parts(now_ms(), 0);
-    let sink_uri = format!("file://{}?protocol=canal-json", dir.path().display());
+    let sink_uri = format!(
+        "file://{}?protocol=canal-json&enable-tidb-extension=true",
+        dir.path().display()
+    );
     let info = format!(
-        r#"{{"sink-uri":"{sink_uri}","opts":{{}},"start-ts":{},"target-ts":0,"admin-job-type":0,"sort-engine":"unified","config":{{}},"state":"normal","history":null,"error":null}}"#,
+        r#"{{"sink-uri":"{sink_uri}","opts":{{}},"start-ts":{},"target-ts":0,"admin-job-type":0,"sort-engine":"unified","config":{{"enable-old-value":true}},"state":"normal","history":null,"error":null}}"#,
         start_ts.0
     );
     put(&store, &format!("{PREFIX}/changefeed/info/cf"), &info).await;
@@ -119,6 +122,7 @@ async fn demo_to_file_survives_a_crash_and_a_join_and_matches_the_oracle() {
         &ChangefeedId::from("cf"),
         start_ts.prev(),
         target,
+        true,
     )
     .expect("verify");
     assert_eq!(reports.len(), 4, "{reports:?}");
@@ -152,6 +156,7 @@ async fn demo_to_file_survives_a_crash_and_a_join_and_matches_the_oracle() {
         &ChangefeedId::from("cf"),
         start_ts.prev(),
         future,
+        true,
     )
     .expect("verify");
     assert!(
@@ -187,11 +192,17 @@ async fn an_unwritable_sink_fails_only_its_changefeed() {
     for (id, sink) in [
         (
             "good",
-            format!("file://{}/good?protocol=canal-json", dir.path().display()),
+            format!(
+                "file://{}/good?protocol=canal-json&enable-tidb-extension=true",
+                dir.path().display()
+            ),
         ),
         (
             "bad",
-            format!("file://{}/sink?protocol=canal-json", blocker.display()),
+            format!(
+                "file://{}/sink?protocol=canal-json&enable-tidb-extension=true",
+                blocker.display()
+            ),
         ),
     ] {
         let info = format!(
@@ -268,9 +279,12 @@ async fn tables_created_and_dropped_by_ddl_follow_the_upstream() {
     })
     .await;
     let start_ts = Ts::from_parts(now_ms(), 0);
-    let sink_uri = format!("file://{}?protocol=canal-json", dir.path().display());
+    let sink_uri = format!(
+        "file://{}?protocol=canal-json&enable-tidb-extension=true",
+        dir.path().display()
+    );
     let info = format!(
-        r#"{{"sink-uri":"{sink_uri}","opts":{{}},"start-ts":{},"target-ts":0,"admin-job-type":0,"sort-engine":"unified","config":{{}},"state":"normal","history":null,"error":null}}"#,
+        r#"{{"sink-uri":"{sink_uri}","opts":{{}},"start-ts":{},"target-ts":0,"admin-job-type":0,"sort-engine":"unified","config":{{"enable-old-value":true}},"state":"normal","history":null,"error":null}}"#,
         start_ts.0
     );
     put(&store, &format!("{PREFIX}/changefeed/info/ddl"), &info).await;
@@ -329,6 +343,7 @@ async fn tables_created_and_dropped_by_ddl_follow_the_upstream() {
         &ChangefeedId::from("ddl"),
         start_ts.prev(),
         target,
+        true,
     )
     .expect("verify");
     let checked: Vec<i64> = reports.iter().map(|r| r.table.0).collect();

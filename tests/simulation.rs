@@ -151,11 +151,18 @@ struct MemSink {
 
 impl TableSink for MemSink {
     fn write(&mut self, rows: &[RowChange]) -> Result<(), SinkError> {
-        self.pending.extend(rows.iter().map(|r| DecodedRow {
-            op: r.op,
-            commit_ts: r.commit_ts,
-            key: r.key,
-            columns: r.columns.clone(),
+        self.pending.extend(rows.iter().map(|r| {
+            DecodedRow {
+                op: r.op,
+                commit_ts: r.commit_ts,
+                key: r.key,
+                columns: r.columns.clone(),
+                // As canal-json with old values on: an UPDATE carries its pre-image.
+                old: r
+                    .pre_columns
+                    .clone()
+                    .filter(|_| r.op == rcdc::event::RowOp::Update),
+            }
         }));
         self.written += rows.len() as u64;
         Ok(())
@@ -756,7 +763,7 @@ async fn simulate(seed: u64, record: Option<std::path::PathBuf>) -> (usize, Ts) 
         );
     }
     let rows = world.rows.lock().clone();
-    let reports = rcdc::verify::compare(demo, &rows, start.prev(), at).expect("compare");
+    let reports = rcdc::verify::compare(demo, &rows, start.prev(), at, true).expect("compare");
     let bad: Vec<&String> = reports.iter().flat_map(|r| &r.mismatches).collect();
     assert!(
         bad.is_empty(),

@@ -23,6 +23,10 @@ pub struct VerifyArgs {
     /// Check at this ts (default: the checkpoint recorded in the sink).
     #[arg(long)]
     ts: Option<u64>,
+    /// The changefeed's enable-old-value (TiCDC's default true): every UPDATE must then carry
+    /// the row it replaced, and none may with false.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    enable_old_value: bool,
 }
 
 pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
@@ -31,11 +35,22 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     let demo = upstream
         .as_demo()
         .ok_or_else(|| anyhow!("cdc verify needs a demo:// upstream (it has the oracle)"))?;
-    let dir: PathBuf =
-        match rcdc::sink::parse_sink_uri(&args.sink_uri).map_err(|e| anyhow!("{e}"))? {
-            rcdc::sink::SinkSpec::File(cfg) => cfg.dir,
-            _ => bail!("cdc verify reads file:// sinks only"),
-        };
+    let dir: PathBuf = match rcdc::sink::parse_sink_uri(&args.sink_uri)
+        .map_err(|e| anyhow!("{e}"))?
+    {
+        rcdc::sink::SinkSpec::File(cfg) => {
+            // Folding needs each row's commit ts; canal-json has it only in `_tidb`.
+            if cfg.protocol == rcdc::sink::FileProtocol::CanalJson && !cfg.enable_tidb_extension {
+                bail!(
+                    "cdc verify needs each row's commit ts, which canal-json carries only \
+                         with enable-tidb-extension=true in the sink URI (or use protocol=csv, \
+                         which always has its commit-ts column)"
+                );
+            }
+            cfg.dir
+        }
+        _ => bail!("cdc verify reads file:// sinks only"),
+    };
     let id = match args.id {
         Some(id) => id,
         None => {
@@ -72,8 +87,8 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow!("{e}"))?
             .ok_or_else(|| anyhow!("no checkpoint recorded in {} yet; pass --ts", dir.display()))?,
     };
-    let reports =
-        rcdc::verify::verify(demo, &dir, &cf, start.prev(), at).map_err(|e| anyhow!(e))?;
+    let reports = rcdc::verify::verify(demo, &dir, &cf, start.prev(), at, args.enable_old_value)
+        .map_err(|e| anyhow!(e))?;
     let mut bad = 0;
     for r in &reports {
         outln!(

@@ -88,3 +88,48 @@ fn a_push_to_an_unparsable_upstream_fails_naming_it() {
         .expect_err("no such scheme");
     assert!(e.contains("nope"), "{e}");
 }
+
+/// The sink learns `enable-old-value` from the changefeed's replica config: UPDATEs carry
+/// `old` with it on and `null` with it off.
+#[test]
+fn the_table_sink_follows_the_changefeeds_enable_old_value() {
+    use crate::sink::read_table_files;
+    for old_value in [true, false] {
+        let dir = tempfile::tempdir().expect("dir");
+        let plane = DataPlane::new(LONG, Arc::new(FixedClock));
+        let mut info = ChangeFeedInfo {
+            sink_uri: format!(
+                "file://{}?protocol=canal-json&enable-tidb-extension=true",
+                dir.path().display()
+            ),
+            ..Default::default()
+        };
+        info.config.enable_old_value = old_value;
+        let cf = ChangefeedId::from("cf");
+        let mut source = plane.source(&cf, &info, TableId(1)).expect("source");
+        let mut sink = plane.sink(&cf, &info, TableId(1)).expect("sink");
+        let upto = Ts::from_parts(1_005_000, 0);
+        let mut rows = Vec::new();
+        source
+            .fetch(Ts(0), upto, &mut |e| {
+                if let TableEvent::Row(r) = e {
+                    rows.push(r);
+                }
+                Ok(())
+            })
+            .expect("rows");
+        sink.write(&rows).expect("write");
+        sink.flush(upto).expect("flush");
+        let got = read_table_files(dir.path(), &cf).expect("read");
+        let updates: Vec<_> = got[0]
+            .1
+            .iter()
+            .filter(|r| r.op == crate::event::RowOp::Update)
+            .collect();
+        assert!(!updates.is_empty());
+        assert!(
+            updates.iter().all(|r| r.old.is_some() == old_value),
+            "enable-old-value {old_value}"
+        );
+    }
+}

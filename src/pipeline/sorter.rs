@@ -316,20 +316,25 @@ impl Drop for Sorter {
 fn heap_size(row: &RowChange) -> usize {
     const PER_ALLOCATION: usize = 16;
     let string = |s: &String| s.capacity() + PER_ALLOCATION;
-    let columns = row.columns.capacity() * std::mem::size_of::<(String, Value)>()
-        + PER_ALLOCATION
-        + row
-            .columns
-            .iter()
-            .map(|(name, value)| {
-                string(name)
-                    + match value {
-                        Value::Null | Value::Int(_) => 0,
-                        Value::Text(t) => string(t),
-                    }
-            })
-            .sum::<usize>();
-    std::mem::size_of::<Entry>() + string(&row.schema) + string(&row.table_name) + columns
+    let columns = |columns: &Vec<(String, Value)>| {
+        columns.capacity() * std::mem::size_of::<(String, Value)>()
+            + PER_ALLOCATION
+            + columns
+                .iter()
+                .map(|(name, value)| {
+                    string(name)
+                        + match value {
+                            Value::Null | Value::Int(_) => 0,
+                            Value::Text(t) => string(t),
+                        }
+                })
+                .sum::<usize>()
+    };
+    std::mem::size_of::<Entry>()
+        + string(&row.schema)
+        + string(&row.table_name)
+        + columns(&row.columns)
+        + row.pre_columns.as_ref().map_or(0, columns)
 }
 
 #[cfg(test)]

@@ -95,6 +95,7 @@ mod tests {
             op: RowOp::Insert,
             key: 1,
             columns: vec![("id".into(), Value::Int(1))],
+            pre_columns: None,
         }
     }
 

@@ -10,6 +10,12 @@
 //! As in TiCDC, strings are always quoted (a quote doubled inside) and numbers and `\N` are
 //! not, so a decoder tells `Text("\N")` (`"\N"`) from NULL (`\N`) and text from integers. The
 //! key is the first column. A new file is started when the column names change.
+//!
+//! An UPDATE is one `U` record with the new row, whatever the changefeed's `enable-old-value`:
+//! that is TiCDC's CSV with its `[sink.csv] output-old-value = false` default (the TiCDC CSV
+//! protocol docs). With `output-old-value = true` TiCDC writes an update as a `D` record with
+//! the old row and an `I` record with the new one, behind an extra `is-update` column; rcdc
+//! has no such setting yet, so CSV output carries no pre-images.
 
 use rcdc_state::Ts;
 
@@ -242,6 +248,7 @@ pub fn decode_file(content: &str) -> Result<DecodedRows, CsvError> {
                 commit_ts: Ts(commit_ts),
                 key,
                 columns,
+                old: None,
             },
         ));
     }

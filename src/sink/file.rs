@@ -1,11 +1,21 @@
 //! `file://` sink: TiCDC's storage-sink layout on a local directory.
 //!
 //! ```text
-//! <dir>/<changefeed>/metadata                          {"checkpoint-ts":N}, owner-written
-//! <dir>/<changefeed>/<schema>/<table>/<table-id>/CDC000001.json   (or .csv)
-//! <dir>/<changefeed>/<schema>/<table>/<table-id>/CDC000002.json
-//! <dir>/<changefeed>/<schema>/<table>/<table-id>/meta/CDC.index   name of the newest file
+//! <dir>/<changefeed>/metadata                        {"checkpoint-ts":N}, owner-written
+//! <dir>/<changefeed>/<schema>/<table>/<version>/schema.json        the table's definition
+//! <dir>/<changefeed>/<schema>/<table>/<version>/CDC000001.json     (or .csv)
+//! <dir>/<changefeed>/<schema>/<table>/<version>/CDC000002.json
+//! <dir>/<changefeed>/<schema>/<table>/<version>/meta/CDC.index     name of the newest file
+//! <dir>/<changefeed>/<schema>/<table>/meta/schema_<version>_<crc32>.json   (same bytes)
 //! ```
+//! Below `<dir>/<changefeed>` this is TiCDC's storage-sink layout with `date-separator=none`
+//! and no partition separator: `<version>` is the table version (the commit ts of the DDL
+//! that gave the table its definition), and the schema file is written before the first data
+//! file of its version (see [`super::schema_file`]). The extra `<changefeed>` level is rcdc's:
+//! a TiCDC sink URI belongs to one changefeed, while in rcdc several changefeeds may name the
+//! same `file://` directory, so each gets its own directory, which is the "prefix" a TiCDC
+//! storage consumer is pointed at.
+//!
 //! Names are used as given, except that `/`, `\`, `%`, NUL and the names `.`, `..` and the
 //! empty name are percent-escaped. File indexes increase monotonically: a reopened table sink
 //! continues after the highest existing index and never appends to an old file, so a torn
@@ -21,14 +31,14 @@ use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rcdc_state::{ChangefeedId, TableId, Ts};
+use rcdc_state::{ChangefeedId, Ts};
 
-use super::canal_json::{self, ColumnTypes};
+use super::canal_json::{self, ColumnTypes, EncodeOptions};
 use super::{
-    changefeed_dir, csv, row_image, CheckpointWriter, Clock, DecodedRow, FileProtocol,
+    changefeed_dir, csv, row_image, schema_file, CheckpointWriter, Clock, FileProtocol,
     FileSinkConfig, SinkError, TableIdent, TableSink,
 };
-use crate::event::RowChange;
+use crate::event::{RowChange, TableSchema};
 
 /// Name of the changefeed checkpoint file (TiCDC's storage sink uses the same).
 pub const METADATA_FILE: &str = "metadata";
@@ -91,16 +101,25 @@ pub(crate) fn unescape_component(s: &str) -> String {
     out
 }
 
-/// The directory of one table's data files.
-pub fn table_dir(root: &Path, changefeed: &ChangefeedId, table: &TableIdent) -> PathBuf {
+/// The directory of one table (its versions and `meta/` below it).
+pub fn table_root(root: &Path, changefeed: &ChangefeedId, table: &TableIdent) -> PathBuf {
     changefeed_dir(root, changefeed)
         .join(escape_component(&table.schema))
         .join(escape_component(&table.table))
-        .join(table.table_id.0.to_string())
+}
+
+/// The directory of one table version's data files.
+pub fn table_dir(
+    root: &Path,
+    changefeed: &ChangefeedId,
+    table: &TableIdent,
+    version: Ts,
+) -> PathBuf {
+    table_root(root, changefeed, table).join(version.get().to_string())
 }
 
 /// The index of a data file name `CDC<digits>.<json|csv>`.
-fn data_file_index(name: &str) -> Option<u64> {
+pub(crate) fn data_file_index(name: &str) -> Option<u64> {
     let stem = name
         .strip_suffix(".json")
         .or_else(|| name.strip_suffix(".csv"))?;
@@ -115,6 +134,31 @@ fn sync_dir(path: &Path) -> Result<(), SinkError> {
     File::open(path)
         .and_then(|d| d.sync_all())
         .map_err(|e| SinkError::io(path, e))
+}
+
+/// Writes the version's `schema.json` and the table's `meta/schema_<version>_<crc>.json`
+/// (same bytes) unless they exist, then fsyncs the directories whose entries changed, so the
+/// schema is durable before the version's first data file.
+fn write_schema_files(
+    dir: &Path,
+    table: &TableIdent,
+    schema: &TableSchema,
+) -> Result<(), SinkError> {
+    let content = schema_file::encode(&table.schema, &table.table, schema);
+    if schema_file::write_once(&dir.join(schema_file::SCHEMA_FILE), &content)? {
+        sync_dir(dir)?;
+    }
+    let Some(table_root) = dir.parent() else {
+        return Ok(());
+    };
+    let meta = table_root.join("meta");
+    fs::create_dir_all(&meta).map_err(|e| SinkError::io(&meta, e))?;
+    let name = schema_file::meta_name(schema, &content);
+    if schema_file::write_once(&meta.join(name), &content)? {
+        sync_dir(&meta)?;
+        sync_dir(table_root)?;
+    }
+    Ok(())
 }
 
 struct OpenFile {
@@ -140,6 +184,7 @@ pub struct FileTableSink {
     current: Option<OpenFile>,
     buf: Vec<u8>,
     types: ColumnTypes,
+    encode: EncodeOptions,
     rows: u64,
     checkpoint: Ts,
     dir_dirty: bool,
@@ -157,16 +202,18 @@ impl std::fmt::Debug for FileTableSink {
 }
 
 impl FileTableSink {
-    /// Creates the table's directory (fsync'ing new directories) and continues after the
-    /// highest existing file index.
+    /// Creates the table version's directory (fsync'ing new directories), writes its schema
+    /// files if they are missing, and continues after the highest existing file index.
     pub fn open(
         cfg: &FileSinkConfig,
         changefeed: &ChangefeedId,
         table: &TableIdent,
+        schema: &TableSchema,
         clock: Clock,
     ) -> Result<Self, SinkError> {
-        let dir = table_dir(&cfg.dir, changefeed, table);
+        let dir = table_dir(&cfg.dir, changefeed, table, schema.version);
         fs::create_dir_all(&dir).map_err(|e| SinkError::io(&dir, e))?;
+        write_schema_files(&dir, table, schema)?;
         // Make the new directory entries durable, up to the sink root's parent.
         let mut d: Option<&Path> = Some(&dir);
         while let Some(p) = d {
@@ -194,6 +241,10 @@ impl FileTableSink {
             current: None,
             buf: Vec::with_capacity(64 * 1024),
             types: ColumnTypes::default(),
+            encode: EncodeOptions {
+                old_value: cfg.enable_old_value,
+                tidb_extension: cfg.enable_tidb_extension,
+            },
             rows: 0,
             checkpoint: Ts(0),
             dir_dirty: false,
@@ -304,9 +355,14 @@ impl FileTableSink {
             }
             let before = self.buf.len();
             match self.protocol {
-                FileProtocol::CanalJson => {
-                    canal_json::encode(&mut self.buf, row, &image, now_ms, &mut self.types)
-                }
+                FileProtocol::CanalJson => canal_json::encode(
+                    &mut self.buf,
+                    row,
+                    &image,
+                    now_ms,
+                    &mut self.types,
+                    self.encode,
+                ),
                 FileProtocol::Csv => csv::encode(&mut self.buf, row, &image),
             }
             let added = (self.buf.len() - before) as u64;
@@ -446,163 +502,4 @@ impl CheckpointWriter for FileCheckpointWriter {
     fn set_start_ts(&mut self, start: Ts) {
         self.start = Some(start);
     }
-}
-
-/// Reads the changefeed start ts recorded in `<root>/<changefeed>/metadata`, if any.
-pub fn read_start_ts(root: &Path, changefeed: &ChangefeedId) -> Result<Option<Ts>, SinkError> {
-    let path = changefeed_dir(root, changefeed).join(METADATA_FILE);
-    let text = match fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(SinkError::io(&path, e)),
-    };
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| SinkError::Corrupt {
-        path: path.clone(),
-        line: 0,
-        reason: e.to_string(),
-    })?;
-    Ok(v.get("rcdc-start-ts")
-        .and_then(serde_json::Value::as_u64)
-        .map(Ts))
-}
-
-/// The changefeeds that have a `metadata` file under `root`, by directory name.
-pub fn recorded_changefeeds(root: &Path) -> Result<Vec<String>, SinkError> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir(root).map_err(|e| SinkError::io(root, e))? {
-        let entry = entry.map_err(|e| SinkError::io(root, e))?;
-        if entry.path().join(METADATA_FILE).is_file() {
-            out.push(entry.file_name().to_string_lossy().into_owned());
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-/// Reads `<root>/<changefeed>/metadata`; `None` if it does not exist yet.
-pub fn read_checkpoint(root: &Path, changefeed: &ChangefeedId) -> Result<Option<Ts>, SinkError> {
-    #[derive(serde::Deserialize)]
-    struct Metadata {
-        #[serde(rename = "checkpoint-ts")]
-        checkpoint_ts: u64,
-    }
-    let path = changefeed_dir(root, changefeed).join(METADATA_FILE);
-    let text = match fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(SinkError::io(&path, e)),
-    };
-    let m: Metadata = serde_json::from_str(&text).map_err(|e| SinkError::Corrupt {
-        path: path.clone(),
-        line: 0,
-        reason: e.to_string(),
-    })?;
-    Ok(Some(Ts(m.checkpoint_ts)))
-}
-
-fn sorted_entries(dir: &Path) -> Result<Vec<(String, PathBuf, bool)>, SinkError> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir(dir).map_err(|e| SinkError::io(dir, e))? {
-        let entry = entry.map_err(|e| SinkError::io(dir, e))?;
-        let is_dir = entry
-            .file_type()
-            .map_err(|e| SinkError::io(entry.path(), e))?
-            .is_dir();
-        if let Some(name) = entry.file_name().to_str() {
-            out.push((name.to_owned(), entry.path(), is_dir));
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-/// Decodes every data file of a changefeed, per table, rows in file order (files by index).
-/// Torn records at the end of a file (unterminated) are dropped. A missing changefeed
-/// directory yields no tables.
-pub fn read_table_files(
-    root: &Path,
-    changefeed: &ChangefeedId,
-) -> Result<Vec<(TableIdent, Vec<DecodedRow>)>, SinkError> {
-    let cf_dir = changefeed_dir(root, changefeed);
-    if !cf_dir.is_dir() {
-        return Ok(Vec::new());
-    }
-    let mut tables = Vec::new();
-    for (schema, schema_path, is_dir) in sorted_entries(&cf_dir)? {
-        if !is_dir {
-            continue;
-        }
-        for (table, table_path, is_dir) in sorted_entries(&schema_path)? {
-            if !is_dir {
-                continue;
-            }
-            for (id, id_path, is_dir) in sorted_entries(&table_path)? {
-                let Ok(id) = id.parse::<i64>() else { continue };
-                if !is_dir {
-                    continue;
-                }
-                let ident = TableIdent::new(
-                    unescape_component(&schema),
-                    unescape_component(&table),
-                    TableId(id),
-                );
-                let rows = read_one_table(&ident, &id_path)?;
-                tables.push((ident, rows));
-            }
-        }
-    }
-    tables.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(tables)
-}
-
-fn read_one_table(ident: &TableIdent, dir: &Path) -> Result<Vec<DecodedRow>, SinkError> {
-    let mut files: Vec<(u64, String, PathBuf)> = sorted_entries(dir)?
-        .into_iter()
-        .filter(|(_, _, is_dir)| !is_dir)
-        .filter_map(|(name, path, _)| data_file_index(&name).map(|i| (i, name, path)))
-        .collect();
-    files.sort();
-    let mut rows = Vec::new();
-    for (_, name, path) in files {
-        let bytes = fs::read(&path).map_err(|e| SinkError::io(&path, e))?;
-        // Everything after the last newline is a torn record.
-        let end = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
-        let corrupt = |line: usize, reason: String| SinkError::Corrupt {
-            path: path.clone(),
-            line,
-            reason,
-        };
-        let text = std::str::from_utf8(&bytes[..end])
-            .map_err(|e| corrupt(0, format!("not UTF-8: {e}")))?;
-        let decoded = if name.ends_with(".csv") {
-            csv::decode_file(text).map_err(|(line, reason)| corrupt(line, reason))?
-        } else {
-            let mut out = Vec::new();
-            for (i, line) in text.split('\n').enumerate() {
-                let line = line.strip_suffix('\r').unwrap_or(line);
-                if line.trim().is_empty() {
-                    continue;
-                }
-                if let Some(r) =
-                    canal_json::decode(line).map_err(|reason| corrupt(i + 1, reason))?
-                {
-                    out.push(r);
-                }
-            }
-            out
-        };
-        for (schema, table, row) in decoded {
-            if schema != ident.schema || table != ident.table {
-                return Err(corrupt(
-                    0,
-                    format!(
-                        "row of {schema}.{table} in the directory of {}",
-                        ident.display_name()
-                    ),
-                ));
-            }
-            rows.push(row);
-        }
-    }
-    Ok(rows)
 }

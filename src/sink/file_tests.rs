@@ -10,7 +10,24 @@ use rcdc_state::{ChangefeedId, TableId, Ts};
 
 use super::file::{escape_component, table_dir, unescape_component};
 use super::*;
-use crate::event::{RowChange, RowOp, Value};
+use crate::event::{RowChange, RowOp, TableSchema, Value};
+use crate::upstream::demo::demo_table_schema;
+
+/// The table version every test table has.
+const VERSION: Ts = Ts(445_652_213_612_937_000);
+
+fn schema() -> TableSchema {
+    demo_table_schema(VERSION, "CREATE TABLE t".into())
+}
+
+/// How a table reads back.
+fn dir_of(t: &TableIdent) -> TableDir {
+    TableDir {
+        schema: t.schema.clone(),
+        table: t.table.clone(),
+        version: VERSION,
+    }
+}
 
 fn cf() -> ChangefeedId {
     ChangefeedId::new("cf-1")
@@ -35,19 +52,44 @@ fn row(t: &TableIdent, ts: u64, op: RowOp, key: i64, v: Value) -> RowChange {
         key,
         columns: vec![
             ("id".into(), Value::Int(key)),
-            ("v".into(), v),
+            ("v".into(), v.clone()),
             ("n".into(), Value::Int(key.wrapping_mul(10))),
         ],
+        // An update replaced `v` = "before"; a delete's pre-image is the row it removes.
+        pre_columns: match op {
+            RowOp::Insert => None,
+            RowOp::Update => Some(vec![
+                ("id".into(), Value::Int(key)),
+                ("v".into(), Value::Text("before".into())),
+                ("n".into(), Value::Int(key.wrapping_add(1))),
+            ]),
+            RowOp::Delete => Some(vec![
+                ("id".into(), Value::Int(key)),
+                ("v".into(), v),
+                ("n".into(), Value::Int(key.wrapping_mul(10))),
+            ]),
+        },
     }
 }
 
+/// How `r` reads back from canal-json with old values on (an UPDATE carries its pre-image).
 fn decoded(r: &RowChange) -> DecodedRow {
     DecodedRow {
         op: r.op,
         commit_ts: r.commit_ts,
         key: r.key,
         columns: r.columns.clone(),
+        old: r.pre_columns.clone().filter(|_| r.op == RowOp::Update),
     }
+}
+
+/// How `r` reads back from `protocol` (CSV carries no pre-images).
+fn decoded_as(r: &RowChange, protocol: FileProtocol) -> DecodedRow {
+    let mut d = decoded(r);
+    if protocol == FileProtocol::Csv {
+        d.old = None;
+    }
+    d
 }
 
 struct ManualClock(Arc<AtomicU64>);
@@ -62,12 +104,16 @@ fn fixed_clock(ms: Arc<AtomicU64>) -> Clock {
     Arc::new(ManualClock(ms))
 }
 
+/// A sink config whose canal-json can be read back (`_tidb` carries the commit ts).
 fn cfg(dir: &Path, protocol: FileProtocol) -> FileSinkConfig {
-    FileSinkConfig::new(dir, protocol)
+    let mut c = FileSinkConfig::new(dir, protocol);
+    c.enable_tidb_extension = true;
+    c
 }
 
 fn open(cfg: &FileSinkConfig, t: &TableIdent) -> FileTableSink {
-    FileTableSink::open(cfg, &cf(), t, fixed_clock(Arc::new(AtomicU64::new(1_000)))).unwrap()
+    let clock = fixed_clock(Arc::new(AtomicU64::new(1_000)));
+    FileTableSink::open(cfg, &cf(), t, &schema(), clock).unwrap()
 }
 
 /// Rows of all three ops with awkward values.
@@ -118,7 +164,7 @@ fn round_trip(protocol: FileProtocol) {
     let spec = SinkSpec::File(cfg.clone());
     let mut expected = Vec::new();
     for t in [t1(), t2()] {
-        let mut sink = open_table_sink(&spec, &cf(), &t).unwrap();
+        let mut sink = open_table_sink(&spec, &cf(), &t, &schema()).unwrap();
         let rows = workload(&t);
         sink.write(&rows[..3]).unwrap();
         sink.write(&rows[3..]).unwrap();
@@ -126,11 +172,15 @@ fn round_trip(protocol: FileProtocol) {
         assert_eq!(sink.flush(resolved).unwrap(), resolved);
         assert_eq!(sink.rows_written(), rows.len() as u64);
         sink.close();
-        expected.push((t.clone(), rows.iter().map(decoded).collect::<Vec<_>>()));
+        let want = rows
+            .iter()
+            .map(|r| decoded_as(r, protocol))
+            .collect::<Vec<_>>();
+        expected.push((dir_of(&t), want));
     }
     let got = read_table_files(tmp.path(), &cf()).unwrap();
     assert_eq!(got, expected);
-    let dir = table_dir(tmp.path(), &cf(), &t1());
+    let dir = table_dir(tmp.path(), &cf(), &t1(), VERSION);
     assert_eq!(
         data_files(&dir),
         vec![format!("CDC000001.{}", protocol.extension())]
@@ -158,7 +208,7 @@ fn canal_json_line_shape() {
     null_row.columns[2].1 = Value::Null;
     sink.write(&[r.clone(), null_row]).unwrap();
     sink.flush(r.commit_ts).unwrap();
-    let path = table_dir(tmp.path(), &cf(), &t1()).join("CDC000001.json");
+    let path = table_dir(tmp.path(), &cf(), &t1(), VERSION).join("CDC000001.json");
     let text = fs::read_to_string(path).unwrap();
     let lines: Vec<&str> = text.split_terminator("\r\n").collect();
     assert_eq!(lines.len(), 2);
@@ -168,7 +218,8 @@ fn canal_json_line_shape() {
         "type": "UPDATE", "es": r.commit_ts.physical_ms(), "ts": 1000, "sql": "",
         "sqlType": {"id": -5, "v": 12, "n": -5},
         "mysqlType": {"id": "bigint", "v": "varchar", "n": "bigint"},
-        "data": [{"id": "7", "v": "x", "n": "70"}], "old": null,
+        "data": [{"id": "7", "v": "x", "n": "70"}],
+        "old": [{"id": "7", "v": "before", "n": "8"}],
         "_tidb": {"commitTs": r.commit_ts.get()}
     });
     assert_eq!(v, want);
@@ -190,7 +241,7 @@ fn csv_sample_lines() {
     d.columns[2].1 = Value::Null;
     sink.write(&[r.clone(), d.clone()]).unwrap();
     sink.flush(d.commit_ts).unwrap();
-    let path = table_dir(tmp.path(), &cf(), &t1()).join("CDC000001.csv");
+    let path = table_dir(tmp.path(), &cf(), &t1(), VERSION).join("CDC000001.csv");
     let text = fs::read_to_string(path).unwrap();
     let want = format!(
         "ticdc-meta$operation,ticdc-meta$table,ticdc-meta$schema,ticdc-meta$commit-ts,id,v,n\r\n\
@@ -224,7 +275,7 @@ fn rotation_by_size_spans_files_in_order() {
             sink.write(chunk).unwrap();
         }
         sink.flush(rows.last().unwrap().commit_ts).unwrap();
-        let dir = table_dir(tmp.path(), &cf(), &t1());
+        let dir = table_dir(tmp.path(), &cf(), &t1(), VERSION);
         let files = data_files(&dir);
         assert!(files.len() >= 5, "{protocol:?}: {files:?}");
         for (i, name) in files.iter().enumerate() {
@@ -234,7 +285,7 @@ fn rotation_by_size_spans_files_in_order() {
         let mut per_file_ts = Vec::new();
         for name in &files {
             let one = tempfile::tempdir().unwrap();
-            let d = table_dir(one.path(), &cf(), &t1());
+            let d = table_dir(one.path(), &cf(), &t1(), VERSION);
             fs::create_dir_all(&d).unwrap();
             fs::copy(dir.join(name), d.join(name)).unwrap();
             let got = read_table_files(one.path(), &cf()).unwrap();
@@ -245,7 +296,8 @@ fn rotation_by_size_spans_files_in_order() {
             assert!(pair[0].last() < pair[1].first(), "{protocol:?}: split txn");
         }
         let got = read_table_files(tmp.path(), &cf()).unwrap();
-        assert_eq!(got, vec![(t1(), rows.iter().map(decoded).collect())]);
+        let want = rows.iter().map(|r| decoded_as(r, protocol)).collect();
+        assert_eq!(got, vec![(dir_of(&t1()), want)]);
     }
 }
 
@@ -255,8 +307,9 @@ fn rotation_by_age_uses_the_injected_clock() {
     let mut c = cfg(tmp.path(), FileProtocol::CanalJson);
     c.flush_interval_ms = 5_000;
     let now = Arc::new(AtomicU64::new(10_000));
-    let mut sink = FileTableSink::open(&c, &cf(), &t1(), fixed_clock(now.clone())).unwrap();
-    let dir = table_dir(tmp.path(), &cf(), &t1());
+    let mut sink =
+        FileTableSink::open(&c, &cf(), &t1(), &schema(), fixed_clock(now.clone())).unwrap();
+    let dir = table_dir(tmp.path(), &cf(), &t1(), VERSION);
     sink.write(&[row(&t1(), 1, RowOp::Insert, 1, Value::Null)])
         .unwrap();
     now.store(14_999, Ordering::SeqCst);
@@ -294,10 +347,16 @@ fn csv_column_change_starts_a_new_file() {
     b.columns.push(("added".into(), Value::Text("new".into())));
     sink.write(&[a.clone(), b.clone()]).unwrap();
     sink.flush(b.commit_ts).unwrap();
-    let dir = table_dir(tmp.path(), &cf(), &t1());
+    let dir = table_dir(tmp.path(), &cf(), &t1(), VERSION);
     assert_eq!(data_files(&dir), vec!["CDC000001.csv", "CDC000002.csv"]);
     let got = read_table_files(tmp.path(), &cf()).unwrap();
-    assert_eq!(got[0].1, vec![decoded(&a), decoded(&b)]);
+    assert_eq!(
+        got[0].1,
+        vec![
+            decoded_as(&a, FileProtocol::Csv),
+            decoded_as(&b, FileProtocol::Csv)
+        ]
+    );
 }
 
 #[test]
@@ -358,7 +417,7 @@ fn unwritable_dir_is_an_io_error_naming_the_path() {
     fs::write(&blocker, "x").unwrap();
     let root = blocker.join("sink");
     let spec = parse_sink_uri(&format!("file://{}?protocol=canal-json", root.display())).unwrap();
-    let e = match open_table_sink(&spec, &cf(), &t1()) {
+    let e = match open_table_sink(&spec, &cf(), &t1(), &schema()) {
         Err(e) => e,
         Ok(_) => panic!("opened a sink under a regular file"),
     };
@@ -390,7 +449,7 @@ fn bad_row_poisons_the_sink() {
     sink.write(&[d.clone()]).unwrap();
     sink.flush(d.commit_ts).unwrap();
     let got = read_table_files(tmp.path(), &cf()).unwrap();
-    let t2_rows = &got.iter().find(|(t, _)| *t == t2()).unwrap().1;
+    let t2_rows = &got.iter().find(|(t, _)| *t == dir_of(&t2())).unwrap().1;
     assert_eq!(t2_rows[0].key, 9);
     assert_eq!(t2_rows[0].columns, vec![("id".to_owned(), Value::Int(9))]);
 }
@@ -408,7 +467,7 @@ fn duplicates_and_torn_tails_fold_to_the_final_state() {
         sink.write(&rows[5..7]).unwrap(); // above the checkpoint, written by close
         sink.close();
         drop(sink);
-        let dir = table_dir(tmp.path(), &cf(), &t1());
+        let dir = table_dir(tmp.path(), &cf(), &t1(), VERSION);
         let first = dir.join(format!("CDC000001.{}", protocol.extension()));
         let mut bytes = fs::read(&first).unwrap();
         bytes.extend_from_slice("\"U\",\"t1\",\"demo\",12,{\"id\":\"ü".as_bytes());
@@ -433,13 +492,13 @@ fn duplicates_and_torn_tails_fold_to_the_final_state() {
 
         let mut want: BTreeMap<i64, DecodedRow> = BTreeMap::new();
         for r in &rows {
-            want.insert(r.key, decoded(r));
+            want.insert(r.key, decoded_as(r, protocol));
         }
         assert_eq!(fold_rows(&got[0].1, end), want);
         // Folding up to an earlier checkpoint gives the state at that ts.
         let mut at_cp: BTreeMap<i64, DecodedRow> = BTreeMap::new();
         for r in rows.iter().filter(|r| r.commit_ts <= cp) {
-            at_cp.insert(r.key, decoded(r));
+            at_cp.insert(r.key, decoded_as(r, protocol));
         }
         assert_eq!(fold_rows(&got[0].1, cp), at_cp);
         let deleted = fold_rows(&got[0].1, end);
@@ -465,7 +524,10 @@ fn odd_names_are_escaped_and_round_trip() {
     sink.write(std::slice::from_ref(&r)).unwrap();
     sink.flush(r.commit_ts).unwrap();
     let got = read_table_files(tmp.path(), &cf()).unwrap();
-    assert_eq!(got, vec![(t, vec![decoded(&r)])]);
+    assert_eq!(
+        got,
+        vec![(dir_of(&t), vec![decoded_as(&r, FileProtocol::Csv)])]
+    );
 }
 
 /// `cargo test --release --lib sink::file_tests::throughput -- --ignored --nocapture`

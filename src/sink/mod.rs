@@ -1,8 +1,9 @@
 //! Sinks: where a changefeed's row changes go (target-design §8).
 //!
 //! - `blackhole://` discards everything and counts rows (benchmarks).
-//! - `file:///abs/dir?protocol=canal-json|csv` writes per-table files in the layout of TiCDC's
-//!   storage sink (see [`file`]) plus a changefeed `metadata` file holding the checkpoint.
+//! - `file:///abs/dir?protocol=canal-json|csv` writes per-table-version files in the layout of
+//!   TiCDC's storage sink, with a `schema.json` per table version (see [`file`]), plus a
+//!   changefeed `metadata` file holding the checkpoint.
 //!
 //! Delivery is at least once, in commit-ts order per table. The contract between the table
 //! pipeline and a [`TableSink`]:
@@ -31,8 +32,12 @@ pub mod blackhole;
 pub mod canal_json;
 pub mod csv;
 pub mod file;
+mod file_read;
+pub mod schema_file;
 mod uri;
 
+#[cfg(test)]
+mod file_format_tests;
 #[cfg(test)]
 mod file_tests;
 #[cfg(test)]
@@ -45,13 +50,11 @@ use std::sync::Arc;
 
 use rcdc_state::{ChangefeedId, TableId, Ts};
 
-use crate::event::{RowChange, RowOp, Value};
+use crate::event::{RowChange, RowOp, TableSchema, Value};
 
 pub use blackhole::{BlackholeCheckpointWriter, BlackholeSink};
-pub use file::{
-    read_checkpoint, read_start_ts, read_table_files, recorded_changefeeds, FileCheckpointWriter,
-    FileTableSink,
-};
+pub use file::{FileCheckpointWriter, FileTableSink};
+pub use file_read::{read_checkpoint, read_start_ts, read_table_files, recorded_changefeeds};
 pub use uri::{mask_uri, parse_sink_uri};
 
 /// Errors of sink URIs, sink IO and sink file decoding.
@@ -174,6 +177,12 @@ pub struct FileSinkConfig {
     pub flush_interval_ms: u64,
     /// Accepted for TiCDC compatibility; the file sink writes each table on its caller's thread.
     pub worker_count: u32,
+    /// `enable-tidb-extension` (TiCDC's name and default `false`): canal-json messages carry
+    /// the `_tidb` field with the commit ts. `cdc verify` needs it for canal-json.
+    pub enable_tidb_extension: bool,
+    /// The changefeed's `enable-old-value` (replica config, not a URI parameter; TiCDC v5's
+    /// default `true`): canal-json UPDATEs carry the row before the change in `old`.
+    pub enable_old_value: bool,
 }
 
 impl FileSinkConfig {
@@ -185,6 +194,8 @@ impl FileSinkConfig {
             file_size: DEFAULT_FILE_SIZE,
             flush_interval_ms: DEFAULT_FLUSH_INTERVAL_MS,
             worker_count: DEFAULT_WORKER_COUNT,
+            enable_tidb_extension: false,
+            enable_old_value: true,
         }
     }
 }
@@ -239,6 +250,19 @@ pub struct DecodedRow {
     pub key: i64,
     /// The row image, in table order.
     pub columns: Vec<(String, Value)>,
+    /// The row before the change, when the file carries it (canal-json's `old` of an UPDATE).
+    pub old: Option<Vec<(String, Value)>>,
+}
+
+/// One table version's directory as read back from a file sink.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TableDir {
+    /// Schema (database) name.
+    pub schema: String,
+    /// Table name.
+    pub table: String,
+    /// The table version (the directory's name).
+    pub version: Ts,
 }
 
 /// One table's output. Owned by the table pipeline; see the module docs for the contract.
@@ -272,11 +296,12 @@ pub fn system_clock() -> Clock {
     Arc::new(rcdc_reactor::SystemClock)
 }
 
-/// Opens the sink of one table of a changefeed.
+/// Opens the sink of one table of a changefeed, whose definition is `schema`.
 pub fn open_table_sink(
     spec: &SinkSpec,
     changefeed: &ChangefeedId,
     table: &TableIdent,
+    schema: &TableSchema,
 ) -> Result<Box<dyn TableSink>, SinkError> {
     match spec {
         SinkSpec::Blackhole => Ok(Box::new(BlackholeSink::new())),
@@ -284,6 +309,7 @@ pub fn open_table_sink(
             cfg,
             changefeed,
             table,
+            schema,
             system_clock(),
         )?)),
     }

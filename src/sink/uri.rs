@@ -3,9 +3,11 @@
 //! Accepted:
 //! - `blackhole://` (parameters are ignored, as in TiCDC).
 //! - `file:///abs/dir?protocol=canal-json|csv[&file-size=BYTES][&flush-interval=DUR]
-//!   [&worker-count=N]` with TiCDC's storage-sink names, defaults and ranges:
-//!   `file-size` 64 MiB (1 MiB–512 MiB), `flush-interval` 5s (2s–10m, a Go duration such as
-//!   `30s`, `1m30s`, `2500ms`), `worker-count` 16 (1–512, accepted but unused).
+//!   [&worker-count=N][&enable-tidb-extension=BOOL]` with TiCDC's storage-sink names,
+//!   defaults and ranges: `file-size` 64 MiB (1 MiB–512 MiB), `flush-interval` 5s (2s–10m, a
+//!   Go duration such as `30s`, `1m30s`, `2500ms`), `worker-count` 16 (1–512, accepted but
+//!   unused), `enable-tidb-extension` false (canal-json's `_tidb` field; a Go `ParseBool`
+//!   value, as TiCDC reads it).
 //!
 //! Unknown parameters, repeated parameters and out-of-range values are rejected, each error
 //! naming the offending part. Error messages carry the URI masked by [`mask_uri`].
@@ -195,10 +197,15 @@ fn parse_file(uri: &str, rest: &str) -> Result<SinkSpec, String> {
             "workers",
         )? as u32;
     }
+    if let Some(v) = params.remove("enable-tidb-extension") {
+        cfg.enable_tidb_extension = parse_go_bool(&v).ok_or_else(|| {
+            format!("enable-tidb-extension '{v}' is not a boolean (use true or false)")
+        })?;
+    }
     if let Some(k) = params.keys().next() {
         return Err(format!(
             "unknown parameter '{k}' for the file sink (known: protocol, file-size, \
-             flush-interval, worker-count)"
+             flush-interval, worker-count, enable-tidb-extension)"
         ));
     }
     Ok(SinkSpec::File(cfg))
@@ -215,6 +222,15 @@ fn parse_ranged_u64(name: &str, v: &str, min: u64, max: u64, unit: &str) -> Resu
         ));
     }
     Ok(n)
+}
+
+/// Parses a boolean as Go's `strconv.ParseBool` does (TiCDC reads URI flags with it).
+fn parse_go_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
 }
 
 /// Parses a Go duration (`300ms`, `1.5h`, `2m30s`) to whole milliseconds.

@@ -39,6 +39,8 @@ fn good_uris() {
             file_size: 64 * 1024 * 1024,
             flush_interval_ms: 5_000,
             worker_count: 16,
+            enable_tidb_extension: false,
+            enable_old_value: true,
         }
     );
 
@@ -151,6 +153,36 @@ fn bad_uris_name_the_offending_part() {
             "{uri:?}: message {msg:?} lacks {want:?}"
         );
     }
+}
+
+#[test]
+fn enable_tidb_extension_is_a_go_bool_named_when_malformed() {
+    for (v, want) in [
+        ("true", true),
+        ("1", true),
+        ("T", true),
+        ("false", false),
+        ("0", false),
+    ] {
+        let uri = format!("file:///x?protocol=canal-json&enable-tidb-extension={v}");
+        assert_eq!(file_cfg(&uri).enable_tidb_extension, want, "{v}");
+    }
+    assert!(!file_cfg("file:///x?protocol=canal-json").enable_tidb_extension);
+    for v in ["yes", "", "TrUe", "2"] {
+        let e = err(&format!("file:///x?protocol=csv&enable-tidb-extension={v}"));
+        assert!(
+            e.contains(&format!("enable-tidb-extension '{v}' is not a boolean")),
+            "{e}"
+        );
+    }
+    let e = err("file:///x?protocol=csv&enable-tidb-extension=true&enable-tidb-extension=true");
+    assert!(
+        e.contains("'enable-tidb-extension' is given more than once"),
+        "{e}"
+    );
+    // enable-old-value is the changefeed's setting, not the URI's.
+    let e = err("file:///x?protocol=csv&enable-old-value=true");
+    assert!(e.contains("unknown parameter 'enable-old-value'"), "{e}");
 }
 
 #[test]

@@ -35,6 +35,9 @@
 //!   hashes, p = 1/8), so deletes never repeat; the write after a delete and a key's first
 //!   write (round 0) are inserts; every other write is an update. The image of a write is a
 //!   hash of `(k, r)`; a delete carries the image of round `r − 1`.
+//! - **Old values.** An update in round `r` follows a non-delete write in round `r − 1`, so
+//!   its pre-image (`RowChange::pre_columns`) is the image of round `r − 1`; a delete's
+//!   pre-image is the row it removes; an insert has none.
 //!
 //! # Oracle
 //! "The last write to key `k` at or before `T`": find the last transaction `J ≤ T` by
@@ -57,7 +60,7 @@ use rcdc_state::{TableId, Ts};
 
 use self::gen::{hash, tag, Grid, Perm};
 use super::{DdlEvent, DdlKind, TableName, Upstream, UpstreamError};
-use crate::event::{RowChange, RowOp, TableEvent, Value};
+use crate::event::{ColumnDef, ColumnType, RowChange, RowOp, TableEvent, TableSchema, Value};
 
 pub use config::{parse_ddl, DemoConfig, ScheduledDdl, DEFAULT_START_MS, PARAMS};
 
@@ -131,11 +134,7 @@ impl DemoUpstream {
                         dropped: None,
                     },
                 );
-                let q = format!(
-                    "CREATE TABLE `{}`.`{}` (`id` BIGINT PRIMARY KEY, `v` TEXT, `n` BIGINT)",
-                    name.schema, name.table
-                );
-                (DdlKind::CreateTable, q)
+                (DdlKind::CreateTable, create_table_query(&name))
             } else {
                 let life = lives.entry(d.table).or_insert(Life {
                     initial: true,
@@ -299,6 +298,15 @@ impl DemoUpstream {
         }
     }
 
+    /// The row `key`'s write in `round` replaced (TiCDC's `PreColumns`): the image of round
+    /// `r − 1` for an update or a delete, none for an insert.
+    fn pre_image(&self, table: TableId, key: u64, round: u64, op: RowOp) -> Option<Columns> {
+        match op {
+            RowOp::Insert => None,
+            RowOp::Update | RowOp::Delete => Some(self.image(table, key, round.saturating_sub(1))),
+        }
+    }
+
     fn commit_ts(&self, base: u64, j: u64) -> Ts {
         Ts(base.saturating_add(self.grid.offset(j)))
     }
@@ -332,6 +340,22 @@ impl DemoUpstream {
         let (j, r) = self.last_write_txn(table, &life, key, at)?;
         let (op, image) = self.write(table, key, r);
         Some((self.commit_ts(self.base(table, &life), j), op, image))
+    }
+
+    /// Oracle for an UPDATE's old value: the row `key` held just before `commit_ts` (the
+    /// last write before it, unless that was a delete). `None` if the key did not exist.
+    pub fn row_before(&self, table: TableId, key: i64, commit_ts: Ts) -> Option<Columns> {
+        match self.last_write(table, key, commit_ts.prev())? {
+            (_, RowOp::Delete, _) => None,
+            (_, _, image) => Some(image),
+        }
+    }
+
+    /// The table whose name is `name`, if the demo ever has it (names are `demo.t<id>`).
+    pub fn table_id_of(&self, schema: &str, table: &str) -> Option<TableId> {
+        let id: i64 = table.strip_prefix('t')?.parse().ok()?;
+        let id = TableId(id);
+        (schema == SCHEMA && format!("t{id}") == table && self.life(id).is_some()).then_some(id)
     }
 
     /// Oracle for `cdc verify`: every key whose last write at or before `upto` lies in
@@ -420,6 +444,32 @@ impl DemoUpstream {
     }
 }
 
+/// The definition every demo table has (see the `CREATE TABLE` above) at `version`.
+pub fn demo_table_schema(version: Ts, query: String) -> TableSchema {
+    let col = |name: &str, sql_type, is_pk: bool| ColumnDef {
+        name: name.to_owned(),
+        sql_type,
+        nullable: !is_pk,
+        is_pk,
+    };
+    TableSchema {
+        version,
+        query,
+        columns: vec![
+            col("id", ColumnType::BigInt, true),
+            col("v", ColumnType::Text, false),
+            col("n", ColumnType::BigInt, false),
+        ],
+    }
+}
+
+fn create_table_query(name: &TableName) -> String {
+    format!(
+        "CREATE TABLE `{}`.`{}` (`id` BIGINT PRIMARY KEY, `v` TEXT, `n` BIGINT)",
+        name.schema, name.table
+    )
+}
+
 fn table_name(table: TableId) -> TableName {
     TableName {
         schema: SCHEMA.to_owned(),
@@ -448,6 +498,16 @@ impl Upstream for DemoUpstream {
 
     fn table_name(&self, table: TableId) -> Option<TableName> {
         self.life(table).map(|_| table_name(table))
+    }
+
+    /// The table's version is its creation: the `CREATE TABLE`'s commit ts, or the epoch for
+    /// the initial tables (created before it; the demo has no other DDL on a table).
+    fn table_schema(&self, table: TableId) -> Option<TableSchema> {
+        let life = self.life(table)?;
+        Some(demo_table_schema(
+            life.created,
+            create_table_query(&table_name(table)),
+        ))
     }
 
     fn ddl_events(&self, after: Ts, upto: Ts) -> Vec<DdlEvent> {
@@ -505,6 +565,7 @@ impl Upstream for DemoUpstream {
                 for pos in lo..hi {
                     let key = p.apply(pos);
                     let (op, columns) = self.write(table, key, round);
+                    let pre_columns = self.pre_image(table, key, round, op);
                     let row = RowChange {
                         table,
                         schema: name.schema.clone(),
@@ -514,6 +575,7 @@ impl Upstream for DemoUpstream {
                         op,
                         key: key as i64,
                         columns,
+                        pre_columns,
                     };
                     if visit(TableEvent::Row(row)).is_break() {
                         return Ok(());

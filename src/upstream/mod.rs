@@ -26,7 +26,7 @@ use std::ops::ControlFlow;
 
 use rcdc_state::{TableId, Ts};
 
-use crate::event::TableEvent;
+use crate::event::{TableEvent, TableSchema};
 
 pub use demo::{DemoConfig, DemoUpstream};
 
@@ -186,6 +186,10 @@ pub trait Upstream: Send + Sync + std::fmt::Debug {
 
     /// A table's name, if the table exists at any time.
     fn table_name(&self, table: TableId) -> Option<TableName>;
+
+    /// A table's definition and version (what a storage sink records in `schema.json`), if
+    /// the table exists at any time.
+    fn table_schema(&self, table: TableId) -> Option<TableSchema>;
 
     /// DDL events with `after < commit_ts <= upto`, in commit-ts order.
     fn ddl_events(&self, after: Ts, upto: Ts) -> Vec<DdlEvent>;

@@ -191,6 +191,10 @@ impl Upstream for PdUpstream {
         self.data.as_deref()?.table_name(table)
     }
 
+    fn table_schema(&self, table: TableId) -> Option<crate::event::TableSchema> {
+        self.data.as_deref()?.table_schema(table)
+    }
+
     fn ddl_events(&self, after: Ts, upto: Ts) -> Vec<DdlEvent> {
         self.data
             .as_deref()

@@ -62,6 +62,7 @@ struct RowRef<'a> {
     op: RowOp,
     key: i64,
     columns: &'a [(String, Value)],
+    pre_columns: Option<&'a [(String, Value)]>,
 }
 
 /// [`RowRef`] read back.
@@ -76,6 +77,7 @@ struct RowOwned {
     op: RowOp,
     key: i64,
     columns: Vec<(String, Value)>,
+    pre_columns: Option<Vec<(String, Value)>>,
 }
 
 impl<'a> From<&'a Entry> for RowRef<'a> {
@@ -91,6 +93,7 @@ impl<'a> From<&'a Entry> for RowRef<'a> {
             op: r.op,
             key: r.key,
             columns: &r.columns,
+            pre_columns: r.pre_columns.as_deref(),
         }
     }
 }
@@ -108,6 +111,7 @@ impl From<RowOwned> for Entry {
                 op: r.op,
                 key: r.key,
                 columns: r.columns,
+                pre_columns: r.pre_columns,
             },
         }
     }

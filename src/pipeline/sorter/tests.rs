@@ -18,6 +18,7 @@ fn row(commit: u64, key: i64) -> RowChange {
             ("id".into(), Value::Int(key)),
             ("v".into(), Value::Text("x".repeat(10))),
         ],
+        pre_columns: None,
     }
 }
 

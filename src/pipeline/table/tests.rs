@@ -69,6 +69,7 @@ fn row(ts: u64, key: i64) -> RowChange {
         op: RowOp::Insert,
         key,
         columns: vec![("id".into(), Value::Int(key))],
+        pre_columns: None,
     }
 }
 

@@ -27,6 +27,7 @@ fn row(ms: u64, key: i64) -> RowChange {
         op: RowOp::Insert,
         key,
         columns: vec![("id".into(), Value::Int(key))],
+        pre_columns: None,
     }
 }
 

@@ -167,6 +167,53 @@ fn ops_are_consistent_from_the_beginning() {
 }
 
 #[test]
+fn pre_images_are_the_rows_replaced_and_the_oracle_agrees() {
+    // Every UPDATE and DELETE carries the row the key held before it; an INSERT none.
+    let d = demo("demo://?tables=1&rows-per-second=2000&key-space=50&txn-rows=5&retention=none");
+    let mut state: BTreeMap<i64, Image> = BTreeMap::new();
+    let mut updates = 0;
+    for r in rows(&events(&d, 1, Ts(0), at(5_000))) {
+        let before = state.get(&r.key).cloned();
+        assert_eq!(r.pre_columns, before, "{r:?}");
+        assert_eq!(d.row_before(TableId(1), r.key, r.commit_ts), before);
+        if r.op == RowOp::Update {
+            updates += 1;
+        }
+        match r.op {
+            RowOp::Delete => state.remove(&r.key),
+            _ => state.insert(r.key, r.columns.clone()),
+        };
+    }
+    assert!(updates > 1_000, "{updates}");
+}
+
+#[test]
+fn table_schema_versions_and_names_resolve() {
+    let d = demo("demo://?tables=2&ddl=create:5@10s,drop:2@20s");
+    let initial = d.table_schema(TableId(1)).expect("t1");
+    assert_eq!(initial.version, Ts::from_parts(START, 0));
+    let created = d.table_schema(TableId(5)).expect("t5");
+    assert_eq!(
+        created.version,
+        d.ddl_events(Ts(0), at(15_000))[0].commit_ts
+    );
+    assert!(created.query.starts_with("CREATE TABLE `demo`.`t5`"));
+    let names: Vec<&str> = created.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["id", "v", "n"]);
+    assert!(d.table_schema(TableId(9)).is_none());
+    assert_eq!(d.table_id_of("demo", "t2"), Some(TableId(2)));
+    assert_eq!(d.table_id_of("demo", "t5"), Some(TableId(5)));
+    for (schema, table) in [
+        ("demo", "t9"),
+        ("other", "t1"),
+        ("demo", "t01"),
+        ("demo", "x1"),
+    ] {
+        assert_eq!(d.table_id_of(schema, table), None, "{schema}.{table}");
+    }
+}
+
+#[test]
 fn oracle_matches_the_folded_stream() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(99);
     for (seed, kspace, rows_per_txn, rps) in [
