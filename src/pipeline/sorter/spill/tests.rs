@@ -20,7 +20,9 @@ fn entry(seq: u64, commit: u64, text_len: usize) -> Entry {
                 ("v".into(), Value::Text("é".repeat(text_len))),
                 ("n".into(), Value::Null),
             ],
-            pre_columns: (seq % 2 == 0).then(|| vec![("id".into(), Value::Int(seq as i64))]),
+            pre_columns: seq
+                .is_multiple_of(2)
+                .then(|| vec![("id".into(), Value::Int(seq as i64))]),
         },
     }
 }
