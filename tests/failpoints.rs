@@ -36,6 +36,11 @@ fn now_ms() -> u64 {
 
 /// One `cdc server` with `FAILPOINTS`, logging at info to `<dir>/capture.log`.
 fn server(pd: &str, upstream: &str, failpoints: &str, dir: &Path) -> Child {
+    server_with(pd, upstream, failpoints, dir, &[])
+}
+
+/// [`server`] with more arguments.
+fn server_with(pd: &str, upstream: &str, failpoints: &str, dir: &Path, more: &[&str]) -> Child {
     let log = std::fs::File::create(dir.join("capture.log")).expect("log file");
     Command::new(CDC)
         .args([
@@ -51,6 +56,7 @@ fn server(pd: &str, upstream: &str, failpoints: &str, dir: &Path) -> Child {
             "--log-level",
             "info",
         ])
+        .args(more)
         .env("FAILPOINTS", failpoints)
         .stdout(Stdio::null())
         .stderr(Stdio::from(log))
@@ -354,5 +360,57 @@ async fn etcd_txn_and_owner_ddl_failures_are_retried() {
         log.contains("failpoint owner-ddl: ddl lookup down"),
         "{log}"
     );
+    verify(&upstream, &sink, t, 1);
+}
+
+/// The sorter's disk faults (issue #14): its first spill write finds the disk full, and a
+/// later read of a run finds it corrupt. Each fails only the table's run: the changefeed
+/// errors with a message naming the sort dir (or the file), restarts the table from its
+/// checkpoint, and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_sort_dir_and_a_corrupt_run_fail_the_table_and_lose_nothing() {
+    let etcd = EtcdHarness::start().await;
+    let pd = etcd.client_url();
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    let config = dir.path().join("cdc.toml");
+    // 6 MiB: a 1-second slice of 30,000 rows spills.
+    std::fs::write(&config, "per-table-memory-quota = 6291456\n").expect("config");
+    let upstream = format!(
+        "demo://?tables=1&rows-per-second=30000&key-space=50000&seed=3&start={}&retention=none",
+        now_ms() - 60_000
+    );
+    let (data_arg, config_arg) = (data.display().to_string(), config.display().to_string());
+    let _servers = Servers(vec![server_with(
+        &pd,
+        &upstream,
+        "sorter-spill-write=1*return(enospc);sorter-spill-read=1*return(bit flip)",
+        dir.path(),
+        &["--data-dir", &data_arg, "--config", &config_arg],
+    )]);
+    wait_registered(&etcd).await;
+    let sink = format!(
+        "file://{}/spill?protocol=canal-json&enable-tidb-extension=true",
+        dir.path().display()
+    );
+    create(&pd, "spill", &sink, Ts::from_parts(now_ms() - 10_000, 0));
+    let sort_dir = data.join("tmp").join("sorter");
+    wait_until(RECOVERY, "both faults fired", || async {
+        let log = log(dir.path());
+        log.contains(&format!(
+            "no space left for the sorter in {}/rcdc-",
+            sort_dir.display()
+        )) && log.contains("is corrupt at byte")
+    })
+    .await;
+    let t = Ts::from_parts(now_ms() + 2_000, 0);
+    wait_until(RECOVERY, "the changefeed recovers past T", || async {
+        let q = query(&pd, "spill");
+        q["info"]["state"] == "normal" && sink_checkpoint(&dir.path().join("spill"), "spill") >= t
+    })
+    .await;
+    let q = query(&pd, "spill");
+    let history = q["info"]["history"].as_array().map_or(0, Vec::len);
+    assert!(history >= 1, "the faults were changefeed errors: {q}");
     verify(&upstream, &sink, t, 1);
 }

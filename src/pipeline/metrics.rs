@@ -4,7 +4,10 @@ use std::collections::BTreeSet;
 use std::sync::LazyLock;
 
 use parking_lot::Mutex;
-use prometheus::{register_int_counter_vec, register_int_gauge, IntCounterVec, IntGauge};
+use prometheus::{
+    register_int_counter, register_int_counter_vec, register_int_gauge, IntCounter, IntCounterVec,
+    IntGauge,
+};
 
 // Registration fails only on a duplicate name: a programming error any pipeline test hits.
 #[allow(clippy::expect_used, clippy::disallowed_types)] // prometheus macros build HashMaps inside
@@ -69,4 +72,18 @@ static SORTER_ON_DISK: LazyLock<IntGauge> = LazyLock::new(|| {
 pub fn sorter_sizes(in_memory: usize, on_disk: u64) {
     SORTER_IN_MEMORY.set(i64::try_from(in_memory).unwrap_or(i64::MAX));
     SORTER_ON_DISK.set(i64::try_from(on_disk).unwrap_or(i64::MAX));
+}
+
+#[allow(clippy::expect_used, clippy::disallowed_types)] // prometheus macros build HashMaps inside
+static SORTER_SPILLS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "rcdc_sorter_spilled_runs_total",
+        "sorted runs the sorters spilled to disk, this process"
+    )
+    .expect("register rcdc_sorter_spilled_runs_total")
+});
+
+/// Counts a run spilled to disk.
+pub fn sorter_spilled() {
+    SORTER_SPILLS.inc();
 }

@@ -201,6 +201,7 @@ impl Sorter {
         dir.account_disk(run.bytes() as i64);
         self.runs.push(run);
         self.spilled_runs += 1;
+        super::metrics::sorter_spilled();
         self.memory.clear();
         self.release_memory(self.memory_bytes);
         self.publish_sizes();
