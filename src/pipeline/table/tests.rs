@@ -227,3 +227,71 @@ fn a_replaced_runs_late_report_does_not_overwrite_the_new_run() {
     new.report(TablePipelineState::Running, t2, t2);
     assert!(progress.lock().is_empty());
 }
+
+/// A sink that records the thread it is dropped on.
+struct DropProbe(Arc<Mutex<Option<std::thread::ThreadId>>>);
+
+impl TableSink for DropProbe {
+    fn write(&mut self, _: &[RowChange]) -> Result<(), SinkError> {
+        Ok(())
+    }
+    fn flush(&mut self, resolved: Ts) -> Result<Ts, SinkError> {
+        Ok(resolved)
+    }
+    fn close(&mut self) {}
+    fn rows_written(&self) -> u64 {
+        0
+    }
+}
+
+impl Drop for DropProbe {
+    fn drop(&mut self) {
+        *self.0.lock() = Some(std::thread::current().id());
+    }
+}
+
+/// Issue #14 item 3: dropping a run's work (spill files, sink files) is blocking IO; a run
+/// aborted between pulls drops it on an async thread, which hands it to the blocking pool.
+#[tokio::test]
+async fn work_dropped_on_an_async_thread_is_dropped_on_the_blocking_pool() {
+    let dropped_on = Arc::new(Mutex::new(None));
+    let work = Work::new(WorkParts {
+        source: Box::new(Scripted {
+            rows: vec![],
+            now: Arc::new(Mutex::new(Ts(0))),
+            fail_after: None,
+        }),
+        sorter: Sorter::new(SorterConfig::default(), Ts(0), "cf-7".into()),
+        sink: Box::new(DropProbe(dropped_on.clone())),
+    });
+    let here = std::thread::current().id();
+    drop(work);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let on = loop {
+        if let Some(on) = *dropped_on.lock() {
+            break on;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never dropped");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert_ne!(on, here, "dropped on the async thread");
+
+    // Outside a runtime there is no pool: dropped in place.
+    let dropped_on = Arc::new(Mutex::new(None));
+    let probe = DropProbe(dropped_on.clone());
+    let on = std::thread::spawn(move || {
+        drop(Work::new(WorkParts {
+            source: Box::new(Scripted {
+                rows: vec![],
+                now: Arc::new(Mutex::new(Ts(0))),
+                fail_after: None,
+            }),
+            sorter: Sorter::new(SorterConfig::default(), Ts(0), "cf-7".into()),
+            sink: Box::new(probe),
+        }));
+        std::thread::current().id()
+    })
+    .join()
+    .expect("thread");
+    assert_eq!(*dropped_on.lock(), Some(on));
+}
