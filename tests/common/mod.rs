@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub mod certs;
+pub mod cluster;
 pub mod procs;
 pub mod standin;
 
