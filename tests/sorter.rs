@@ -12,89 +12,29 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use common::procs::{free_port, Servers};
-use common::*;
-use rcdc_reactor::store::MetaStore;
-use rcdc_reactor::testing::EtcdHarness;
-use rcdc_state::Ts;
-use serde_json::Value;
+use common::cluster::{now_ms, ts_from_now, Cluster, ClusterSpec};
+use common::wait_until;
 
-const CDC: &str = env!("CARGO_BIN_EXE_cdc");
-const PREFIX: &str = "/t/sorter";
 /// Catching up on a debug build, on a CI machine shared with other tests.
 const CATCH_UP: Duration = Duration::from_secs(120);
+/// 6 MiB, the smallest quota TiCDC accepts: a 1-second slice of 30,000 rows does not fit.
+const SMALL_QUOTA: u64 = 6 << 20;
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+/// One capture with `quota`, on one demo table at `rate` rows/s.
+fn spec(prefix: &str, quota: u64, rate: u64) -> ClusterSpec {
+    let upstream = format!(
+        "demo://?tables=1&rows-per-second={rate}&key-space=50000&seed=11&start={}&retention=none",
+        now_ms() - 60_000
+    );
+    let mut spec = ClusterSpec::new(1, upstream, prefix);
+    spec.config_toml = Some(format!("per-table-memory-quota = {quota}\n"));
+    spec
 }
 
-/// A capture's files: `data` (its --data-dir), its config and its log.
-struct Node {
-    data: PathBuf,
-    addr: String,
-}
-
-impl Node {
-    fn new(root: &Path, quota: u64) -> Self {
-        let data = root.join("data");
-        std::fs::create_dir_all(&data).expect("data dir");
-        std::fs::write(
-            root.join("cdc.toml"),
-            format!("per-table-memory-quota = {quota}\n"),
-        )
-        .expect("config");
-        Node {
-            data,
-            addr: format!("127.0.0.1:{}", free_port()),
-        }
-    }
-
-    fn sort_dir(&self) -> PathBuf {
-        self.data.join("tmp").join("sorter")
-    }
-
-    fn log_path(&self, n: usize) -> PathBuf {
-        self.data.join(format!("capture-{n}.log"))
-    }
-
-    fn log(&self, n: usize) -> String {
-        std::fs::read_to_string(self.log_path(n)).unwrap_or_default()
-    }
-
-    /// Start number `n` of a capture on this data dir.
-    fn start(&self, pd: &str, upstream: &str, n: usize) -> Child {
-        let log = std::fs::File::create(self.log_path(n)).expect("log file");
-        let config = self
-            .data
-            .parent()
-            .map(|p| p.join("cdc.toml"))
-            .unwrap_or_default();
-        Command::new(CDC)
-            .args([
-                "server",
-                "--pd",
-                pd,
-                "--addr",
-                &self.addr,
-                "--cluster-prefix",
-                PREFIX,
-            ])
-            .args(["--upstream", upstream, "--log-level", "info"])
-            .arg("--data-dir")
-            .arg(&self.data)
-            .arg("--config")
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn cdc server")
-    }
+fn sort_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("tmp").join("sorter")
 }
 
 /// Process directories in the sort dir and the `.run` files (count, bytes) in each.
@@ -124,219 +64,85 @@ fn sort_dir_listing(sort_dir: &Path) -> Vec<(String, usize, u64)> {
     out
 }
 
-fn cli(pd: &str, args: &[&str]) -> Output {
-    let mut all = vec!["cli", "--pd", pd, "--cluster-prefix", PREFIX];
-    all.extend_from_slice(args);
-    Command::new(CDC).args(&all).output().expect("run cdc cli")
-}
-
-fn query(pd: &str, id: &str) -> Value {
-    let out = cli(pd, &["changefeed", "query", "-c", id]);
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
-}
-
-fn create(pd: &str, id: &str, sink: &str, start: Ts) {
-    let out = cli(
-        pd,
-        &[
-            "changefeed",
-            "create",
-            "-c",
-            id,
-            "--sink-uri",
-            sink,
-            "--start-ts",
-            &start.0.to_string(),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "create {id}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-async fn wait_registered(etcd: &EtcdHarness, captures: usize) {
-    let store = etcd.store().await;
-    wait_until(DEADLINE, "the capture registered", || async {
-        store
-            .get_prefix(&format!("{PREFIX}/capture/"))
-            .await
-            .map(|(kvs, _)| kvs.len() == captures)
-            .unwrap_or(false)
-    })
-    .await;
-}
-
-/// The checkpoint the owner recorded in the file sink's `metadata`.
-fn sink_checkpoint(root: &Path, id: &str) -> Ts {
-    std::fs::read_to_string(root.join(id).join("metadata"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-        .and_then(|v| v["checkpoint-ts"].as_u64())
-        .map_or(Ts(0), Ts)
-}
-
-/// `cdc verify` at `t`: 0 mismatches.
-fn verify(upstream: &str, sink: &str, t: Ts) -> String {
-    let out = Command::new(CDC)
-        .args([
-            "verify",
-            "--upstream",
-            upstream,
-            "--sink-uri",
-            sink,
-            "--ts",
-            &t.0.to_string(),
-        ])
-        .output()
-        .expect("run cdc verify");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success() && stdout.contains(&format!("verified at ts {}: 0 mismatches", t.0)),
-        "verify {sink} at {t:?}:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-/// `rcdc_sorter_spilled_runs_total` of the capture at `addr` (0 while it does not answer).
-async fn spilled_runs(addr: &str) -> u64 {
-    let Ok(resp) = reqwest::get(format!("http://{addr}/metrics")).await else {
-        return 0;
-    };
-    let text = resp.text().await.unwrap_or_default();
-    text.lines()
+/// `rcdc_sorter_spilled_runs_total` of capture `i` (0 while it does not answer).
+async fn spilled_runs(cluster: &Cluster, i: usize) -> u64 {
+    cluster
+        .metrics(i)
+        .await
+        .lines()
         .find_map(|l| l.strip_prefix("rcdc_sorter_spilled_runs_total "))
         .and_then(|v| v.trim().parse::<f64>().ok())
         .map_or(0, |v| v as u64)
 }
 
-/// One demo table at `rate` rows/s, history from a minute ago, kept forever.
-fn demo(rate: u64) -> String {
-    format!(
-        "demo://?tables=1&rows-per-second={rate}&key-space=50000&seed=11&start={}&retention=none",
-        now_ms() - 60_000
-    )
-}
-
-/// 6 MiB, the smallest quota TiCDC accepts: a 1-second slice of 30,000 rows does not fit.
-const SMALL_QUOTA: u64 = 6 << 20;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_past_its_quota_spills_and_verifies_and_a_clean_exit_removes_the_files() {
-    let etcd = EtcdHarness::start().await;
-    let pd = etcd.client_url();
-    let root = tempfile::tempdir().expect("dir");
-    let node = Node::new(root.path(), SMALL_QUOTA);
-    let upstream = demo(30_000);
-    let mut servers = Servers(vec![node.start(&pd, &upstream, 0)]);
-    wait_registered(&etcd, 1).await;
-    let sink_root = root.path().join("sink");
-    let sink = format!(
-        "file://{}?protocol=canal-json&enable-tidb-extension=true",
-        sink_root.display()
-    );
+    let mut cluster = Cluster::start(spec("/t/sorter/clean", SMALL_QUOTA, 30_000)).await;
     // Ten seconds behind: the pipeline catches up in 1-second slices of 30,000 rows.
-    create(&pd, "spill", &sink, Ts::from_parts(now_ms() - 10_000, 0));
-    let t = Ts::from_parts(now_ms() + 2_000, 0);
-    wait_until(CATCH_UP, "the changefeed catches up past T", || async {
-        sink_checkpoint(&sink_root, "spill") >= t
-    })
-    .await;
-    let runs = spilled_runs(&node.addr).await;
+    cluster.create("spill", ts_from_now(-10_000), &[]);
+    let t = ts_from_now(2_000);
+    cluster.wait_sink_checkpoint("spill", t, CATCH_UP).await;
+    let runs = spilled_runs(&cluster, 0).await;
     assert!(
         runs > 0,
         "the catch-up slices spilled: {runs} runs\n{}",
-        node.log(0)
+        cluster.logs()
     );
-    assert_eq!(query(&pd, "spill")["info"]["state"], "normal");
-    verify(&upstream, &sink, t);
+    assert_eq!(cluster.query("spill")["info"]["state"], "normal");
+    cluster.verify("spill", t);
 
-    let listing = sort_dir_listing(&node.sort_dir());
+    let sorter = sort_dir(cluster.data_dir(0));
+    let listing = sort_dir_listing(&sorter);
     assert_eq!(listing.len(), 1, "one process directory: {listing:?}");
     assert!(listing[0].0.starts_with("rcdc-"), "{listing:?}");
     // A clean exit (SIGTERM) removes it.
-    let pid = servers.0[0].id().to_string();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let exited = std::sync::Mutex::new(&mut servers.0[0]);
-    wait_until(DEADLINE, "the capture exits", || {
-        let done = exited
-            .lock()
-            .map(|mut c| matches!(c.try_wait(), Ok(Some(_))))
-            .unwrap_or(false);
-        async move { done }
-    })
-    .await;
-    assert_eq!(
-        sort_dir_listing(&node.sort_dir()),
-        vec![],
-        "{}",
-        node.log(0)
-    );
+    cluster.terminate(0).await;
+    assert_eq!(sort_dir_listing(&sorter), vec![], "{}", cluster.logs());
     assert!(
-        node.log(0).contains("removed the sorter's files"),
+        cluster.log(0).contains("removed the sorter's files"),
         "{}",
-        node.log(0)
+        cluster.logs()
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_capture_killed_mid_spill_leaves_files_that_the_next_start_removes() {
-    let etcd = EtcdHarness::start().await;
-    let pd = etcd.client_url();
-    let root = tempfile::tempdir().expect("dir");
-    let node = Node::new(root.path(), SMALL_QUOTA);
-    let upstream = demo(30_000);
-    let mut servers = Servers(vec![node.start(&pd, &upstream, 0)]);
-    wait_registered(&etcd, 1).await;
-    let sink_root = root.path().join("sink");
-    let sink = format!(
-        "file://{}?protocol=canal-json&enable-tidb-extension=true",
-        sink_root.display()
-    );
-    create(&pd, "crash", &sink, Ts::from_parts(now_ms() - 30_000, 0));
+    let mut cluster = Cluster::start(spec("/t/sorter/crash", SMALL_QUOTA, 30_000)).await;
+    cluster.create("crash", ts_from_now(-30_000), &[]);
+    let sorter = sort_dir(cluster.data_dir(0));
     wait_until(CATCH_UP, "a spilled run is on disk", || async {
-        sort_dir_listing(&node.sort_dir())
+        sort_dir_listing(&sorter)
             .iter()
             .any(|(_, runs, _)| *runs > 0)
     })
     .await;
-    servers.0[0].kill().expect("SIGKILL");
-    let _ = servers.0[0].wait();
-    let left = sort_dir_listing(&node.sort_dir());
+    cluster.kill(0);
+    let left = sort_dir_listing(&sorter);
     let left_bytes: u64 = left.iter().map(|(_, _, b)| b).sum();
     assert!(left_bytes > 0, "SIGKILL left the runs: {left:?}");
 
     // The next capture on the same data dir removes them, says so, and loses nothing.
-    servers.0.push(node.start(&pd, &upstream, 1));
+    let next = cluster.add_capture_on(cluster.data_dir(0).to_path_buf());
     wait_until(
-        DEADLINE,
+        Duration::from_secs(30),
         "the next start reports the stale files",
-        || async { node.log(1).contains("left by 1 stopped process(es)") },
+        || async { cluster.log(next).contains("left by 1 stopped process(es)") },
     )
     .await;
-    let log = node.log(1);
+    let log = cluster.log(next);
     assert!(
         log.contains(&format!("removed {left_bytes} bytes of sorter files")),
         "the bytes are named ({left:?}):\n{log}"
     );
     assert!(
-        sort_dir_listing(&node.sort_dir())
+        sort_dir_listing(&sorter)
             .iter()
             .all(|(dir, _, _)| !left.iter().any(|(old, _, _)| old == dir)),
         "the dead process's directory is gone"
     );
-    let t = Ts::from_parts(now_ms() + 2_000, 0);
-    wait_until(CATCH_UP, "the changefeed catches up past T", || async {
-        sink_checkpoint(&sink_root, "crash") >= t
-    })
-    .await;
-    verify(&upstream, &sink, t);
+    let t = ts_from_now(2_000);
+    cluster.wait_sink_checkpoint("crash", t, CATCH_UP).await;
+    cluster.verify("crash", t);
 }
 
 /// The acceptance run of issue #14 (`scripts/sorter-spill`): one demo table at 1,000,000
@@ -346,51 +152,23 @@ async fn a_capture_killed_mid_spill_leaves_files_that_the_next_start_removes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a scripted scenario (scripts/sorter-spill): a minute at 1M rows/s on a release build"]
 async fn one_table_at_a_million_rows_per_second() {
-    let cdc = std::env::var("RCDC_SORTER_CDC").unwrap_or_else(|_| CDC.to_owned());
+    const QUOTA: u64 = 16 << 20;
     let seconds: u64 = std::env::var("RCDC_SORTER_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
-    const QUOTA: u64 = 16 << 20;
-    let etcd = EtcdHarness::start().await;
-    let pd = etcd.client_url();
-    let root = tempfile::tempdir().expect("dir");
-    let node = Node::new(root.path(), QUOTA);
-    let start_ms = now_ms();
-    let upstream = format!(
-        "demo://?tables=1&rows-per-second=1000000&key-space=1000000&seed=5&start={}&retention=none",
-        start_ms - 1_000
-    );
-    let log = std::fs::File::create(node.log_path(0)).expect("log");
-    let child = Command::new(&cdc)
-        .args([
-            "server",
-            "--pd",
-            &pd,
-            "--addr",
-            &node.addr,
-            "--cluster-prefix",
-            PREFIX,
-        ])
-        .args(["--upstream", &upstream, "--log-level", "info", "--data-dir"])
-        .arg(&node.data)
-        .arg("--config")
-        .arg(root.path().join("cdc.toml"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("spawn cdc server");
-    let pid = child.id();
-    let mut servers = Servers(vec![child]);
-    wait_registered(&etcd, 1).await;
-    let sink_root = root.path().join("sink");
-    let sink = format!(
-        "file://{}?protocol=canal-json&enable-tidb-extension=true",
-        sink_root.display()
-    );
-    create(&pd, "fast", &sink, Ts::from_parts(now_ms(), 0));
-    let mut max_rss_kib = 0u64;
+    let mut spec = spec("/t/sorter/fast", QUOTA, 1_000_000);
+    spec.upstream = spec
+        .upstream
+        .replace("key-space=50000", "key-space=1000000");
+    if let Ok(cdc) = std::env::var("RCDC_SORTER_CDC") {
+        spec.cdc = PathBuf::from(cdc);
+    }
+    let mut cluster = Cluster::start(spec).await;
+    let pid = cluster.captures[0].child.id();
     let began = now_ms();
+    cluster.create("fast", ts_from_now(0), &[]);
+    let mut max_rss_kib = 0u64;
     while now_ms() < began + seconds * 1_000 {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         let rss = status
@@ -400,15 +178,15 @@ async fn one_table_at_a_million_rows_per_second() {
             .unwrap_or(0);
         max_rss_kib = max_rss_kib.max(rss);
         assert!(
-            matches!(servers.0[0].try_wait(), Ok(None)),
+            cluster.is_running(0),
             "the capture keeps running:\n{}",
-            node.log(0)
+            cluster.logs()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let q = query(&pd, "fast");
-    let runs = spilled_runs(&node.addr).await;
-    let checkpoint = sink_checkpoint(&sink_root, "fast");
+    let q = cluster.query("fast");
+    let runs = spilled_runs(&cluster, 0).await;
+    let checkpoint = cluster.sink_checkpoint("fast");
     let lag_ms = now_ms().saturating_sub(checkpoint.physical_ms());
     let replicated_ms = checkpoint.physical_ms().saturating_sub(began);
     println!(
@@ -427,7 +205,7 @@ async fn one_table_at_a_million_rows_per_second() {
         max_rss_kib * 1024 <= QUOTA + (64 << 20),
         "RSS {max_rss_kib} KiB over quota + 64 MiB"
     );
-    let verified = verify(&upstream, &sink, checkpoint);
+    let verified = cluster.verify("fast", checkpoint);
     println!(
         "sorter-spill: {}",
         verified.lines().last().unwrap_or_default()

@@ -59,6 +59,8 @@ pub struct ClusterSpec {
     pub config_toml: Option<String>,
     /// `--log-level`.
     pub log_level: String,
+    /// The `cdc` binary of the captures (default: this test crate's).
+    pub cdc: PathBuf,
 }
 
 impl ClusterSpec {
@@ -71,6 +73,7 @@ impl ClusterSpec {
             failpoints: None,
             config_toml: None,
             log_level: "info".to_owned(),
+            cdc: PathBuf::from(CDC),
         }
     }
 }
@@ -141,7 +144,7 @@ impl Cluster {
         std::fs::create_dir_all(&data_dir).expect("data dir");
         let log = self.dir.path().join(format!("capture-{i}.log"));
         let addr = format!("127.0.0.1:{}", free_port());
-        let mut cmd = Command::new(CDC);
+        let mut cmd = Command::new(&self.spec.cdc);
         cmd.args(["server", "--pd", &self.pd(), "--addr", &addr])
             .args(["--cluster-prefix", &self.spec.prefix])
             .args(["--upstream", &self.spec.upstream])
@@ -340,6 +343,15 @@ impl Cluster {
     /// Capture `i`'s data dir.
     pub fn data_dir(&self, i: usize) -> &Path {
         &self.captures[i].data_dir
+    }
+
+    /// Capture `i`'s `/metrics` text (empty while it does not answer).
+    pub async fn metrics(&self, i: usize) -> String {
+        let url = format!("http://{}/metrics", self.captures[i].addr);
+        match reqwest::get(url).await {
+            Ok(resp) => resp.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
     }
 }
 
