@@ -13,12 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use rcdc::capture::roles::ClusterRoles;
 use rcdc::data_plane::DataPlane;
-use rcdc::owner::tick::OwnerConfig;
-use rcdc::pipeline::executor::DataPlaneRuntime;
-use rcdc::pipeline::table::TablePipelineConfig;
-use rcdc::processor::ProcessorConfig;
 use rcdc::verify::verify;
 use rcdc_reactor::testing::EtcdHarness;
 use rcdc_reactor::SystemClock;
@@ -34,25 +29,6 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn roles(plane: Arc<DataPlane>) -> ClusterRoles {
-    ClusterRoles {
-        upstream: plane.clone(),
-        pipelines: plane,
-        owner: OwnerConfig {
-            flush_interval_ms: 100,
-            ..Default::default()
-        },
-        processor: ProcessorConfig::default(),
-        table: TablePipelineConfig {
-            poll_interval: Duration::from_millis(50),
-            ..Default::default()
-        },
-        data_plane: DataPlaneRuntime::start(Default::default()).expect("data-plane runtime"),
-        owner_handle: Default::default(),
-        record: None,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_to_file_survives_a_crash_and_a_join_and_matches_the_oracle() {
     let etcd = EtcdHarness::start().await;
@@ -64,9 +40,9 @@ async fn demo_to_file_survives_a_crash_and_a_join_and_matches_the_oracle() {
     );
     let plane = || Arc::new(DataPlane::new(upstream_uri.clone(), Arc::new(SystemClock)));
     let mut caps = vec![
-        start(etcd.endpoints(), "a", roles(plane()), PREFIX, TTL),
-        start(etcd.endpoints(), "b", roles(plane()), PREFIX, TTL),
-        start(etcd.endpoints(), "c", roles(plane()), PREFIX, TTL),
+        start(etcd.endpoints(), "a", data_roles(plane()), PREFIX, TTL),
+        start(etcd.endpoints(), "b", data_roles(plane()), PREFIX, TTL),
+        start(etcd.endpoints(), "c", data_roles(plane()), PREFIX, TTL),
     ];
     wait_until(DEADLINE, "captures and an owner", || async {
         caps.iter().all(|c| c.id().is_some()) && caps.iter().any(|c| c.is_owner())
@@ -104,7 +80,13 @@ async fn demo_to_file_survives_a_crash_and_a_join_and_matches_the_oracle() {
         .position(|c| !c.is_owner())
         .expect("a non-owner");
     caps[victim].kill();
-    caps.push(start(etcd.endpoints(), "d", roles(plane()), PREFIX, TTL));
+    caps.push(start(
+        etcd.endpoints(),
+        "d",
+        data_roles(plane()),
+        PREFIX,
+        TTL,
+    ));
     let target = Ts::from_parts(now_ms() + 4_000, 0);
     wait_until(
         DEADLINE,
@@ -180,8 +162,8 @@ async fn an_unwritable_sink_fails_only_its_changefeed() {
     );
     let plane = || Arc::new(DataPlane::new(upstream_uri.clone(), Arc::new(SystemClock)));
     let caps = [
-        start(etcd.endpoints(), "a", roles(plane()), PREFIX, TTL),
-        start(etcd.endpoints(), "b", roles(plane()), PREFIX, TTL),
+        start(etcd.endpoints(), "a", data_roles(plane()), PREFIX, TTL),
+        start(etcd.endpoints(), "b", data_roles(plane()), PREFIX, TTL),
     ];
     wait_until(DEADLINE, "captures and an owner", || async {
         caps.iter().all(|c| c.id().is_some()) && caps.iter().any(|c| c.is_owner())
@@ -271,8 +253,8 @@ async fn tables_created_and_dropped_by_ddl_follow_the_upstream() {
     );
     let plane = || Arc::new(DataPlane::new(upstream_uri.clone(), Arc::new(SystemClock)));
     let caps = [
-        start(etcd.endpoints(), "a", roles(plane()), PREFIX, TTL),
-        start(etcd.endpoints(), "b", roles(plane()), PREFIX, TTL),
+        start(etcd.endpoints(), "a", data_roles(plane()), PREFIX, TTL),
+        start(etcd.endpoints(), "b", data_roles(plane()), PREFIX, TTL),
     ];
     wait_until(DEADLINE, "captures and an owner", || async {
         caps.iter().all(|c| c.id().is_some()) && caps.iter().any(|c| c.is_owner())

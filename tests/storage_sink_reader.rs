@@ -33,13 +33,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use rcdc::capture::roles::ClusterRoles;
 use rcdc::data_plane::DataPlane;
 use rcdc::event::{RowOp, Value};
-use rcdc::owner::tick::OwnerConfig;
-use rcdc::pipeline::executor::DataPlaneRuntime;
-use rcdc::pipeline::table::TablePipelineConfig;
-use rcdc::processor::ProcessorConfig;
 use rcdc::upstream::DemoUpstream;
 use rcdc_reactor::testing::EtcdHarness;
 use rcdc_reactor::SystemClock;
@@ -354,25 +349,6 @@ fn check(demo: &DemoUpstream, prefix: &Path, start: Ts, with_old: bool) -> (Vec<
     (bad, updates)
 }
 
-fn roles(plane: Arc<DataPlane>) -> ClusterRoles {
-    ClusterRoles {
-        upstream: plane.clone(),
-        pipelines: plane,
-        owner: OwnerConfig {
-            flush_interval_ms: 100,
-            ..Default::default()
-        },
-        processor: ProcessorConfig::default(),
-        table: TablePipelineConfig {
-            poll_interval: Duration::from_millis(50),
-            ..Default::default()
-        },
-        data_plane: DataPlaneRuntime::start(Default::default()).expect("data-plane runtime"),
-        owner_handle: Default::default(),
-        record: None,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ticdc_storage_consumer_reads_canal_json_and_csv_with_old_values() {
     let etcd = EtcdHarness::start().await;
@@ -385,7 +361,7 @@ async fn a_ticdc_storage_consumer_reads_canal_json_and_csv_with_old_values() {
          &retention=none&ddl=create:5@61s"
     );
     let plane = || Arc::new(DataPlane::new(upstream_uri.clone(), Arc::new(SystemClock)));
-    let cap = start(etcd.endpoints(), "a", roles(plane()), PREFIX, TTL);
+    let cap = start(etcd.endpoints(), "a", data_roles(plane()), PREFIX, TTL);
     wait_until(DEADLINE, "an owner", || async { cap.is_owner() }).await;
 
     let start_ts = Ts::from_parts(now_ms(), 0);

@@ -494,3 +494,25 @@ pub async fn tls_etcd(pki: &certs::TestPki) -> EtcdHarness {
     })
     .await
 }
+
+/// The real owner and processor roles over `plane` (a demo upstream into real sinks), with
+/// fast flushes, for in-process captures that replicate data.
+pub fn data_roles(plane: Arc<rcdc::data_plane::DataPlane>) -> rcdc::capture::roles::ClusterRoles {
+    rcdc::capture::roles::ClusterRoles {
+        upstream: plane.clone(),
+        pipelines: plane,
+        owner: rcdc::owner::tick::OwnerConfig {
+            flush_interval_ms: 100,
+            ..Default::default()
+        },
+        processor: rcdc::processor::ProcessorConfig::default(),
+        table: rcdc::pipeline::table::TablePipelineConfig {
+            poll_interval: Duration::from_millis(50),
+            ..Default::default()
+        },
+        data_plane: rcdc::pipeline::executor::DataPlaneRuntime::start(Default::default())
+            .expect("data-plane runtime"),
+        owner_handle: Default::default(),
+        record: None,
+    }
+}
