@@ -11,4 +11,6 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod batch_add_table;
+mod drop_many_tables;
 mod multi_capture;
