@@ -13,4 +13,5 @@ mod common;
 
 mod batch_add_table;
 mod drop_many_tables;
+mod move_table;
 mod multi_capture;
