@@ -13,5 +13,10 @@ mod common;
 
 mod batch_add_table;
 mod drop_many_tables;
+// Its helper starts captures with failpoints; the test itself is gated too.
+#[cfg(feature = "failpoints")]
+mod kill_owner_with_ddl;
 mod move_table;
 mod multi_capture;
+mod multi_changefeed;
+mod owner_remove_table_error;
