@@ -480,23 +480,6 @@ impl Cluster {
             })
             .collect()
     }
-
-    /// Asserts that no capture's log shows a process panic (TiCDC's scripts check their logs
-    /// after the run); a failpoint's own injected panic message is `allowed`.
-    pub fn assert_no_panic_except(&self, allowed: Option<&str>) {
-        for i in 0..self.captures.len() {
-            let log = self.log(i);
-            let bad = log
-                .lines()
-                .filter(|l| l.contains("panicked at"))
-                .find(|l| allowed.is_none_or(|a| !l.contains(a)));
-            assert!(
-                bad.is_none(),
-                "capture {i} panicked: {bad:?}\n{}",
-                self.logs()
-            );
-        }
-    }
 }
 
 /// Server TOML with fast owner and processor ticks, so scenarios move in tens of ms.
