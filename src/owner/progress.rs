@@ -25,7 +25,7 @@ pub struct Progress {
 /// `barrier_ts` caps the resolved ts (DDL barrier, target ts).
 pub fn compute(cf: &ChangefeedState, barrier_ts: Ts) -> Option<Progress> {
     let mut resolved = barrier_ts;
-    // Min checkpoint over the positions of captures that have a task status.
+    // Min checkpoint over the positions of captures that hold tables or operations.
     let mut reported: Option<Ts> = None;
     // Statuses and positions are both in capture order: one walk pairs them (a lookup per
     // capture was most of a visit at 100 captures per changefeed).
@@ -35,6 +35,11 @@ pub fn compute(cf: &ChangefeedState, barrier_ts: Ts) -> Option<Progress> {
         .merge_join_by(&cf.task_positions, |(a, _), (b, _)| a.cmp(b));
     for pair in pairs {
         let status = match pair {
+            // A capture that holds nothing of the changefeed (its last table moved or
+            // drained away) no longer advances its position: the frozen value would hold the
+            // changefeed back forever. The tables it gave up are covered by their new
+            // holders' positions and add operations.
+            EitherOrBoth::Both((_, status), _) if status.is_empty() => continue,
             EitherOrBoth::Both((_, status), (_, p)) => {
                 resolved = resolved.min(p.resolved_ts);
                 reported = Some(reported.map_or(p.checkpoint_ts, |c| c.min(p.checkpoint_ts)));

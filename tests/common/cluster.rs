@@ -7,6 +7,7 @@
 // The demo upstream and the checkpoint are wall-clock times, as an operator sees them.
 #![allow(clippy::disallowed_methods)]
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -318,6 +319,11 @@ impl Cluster {
 
     /// `cdc verify` of `id`'s sink at `t`: asserts 0 mismatches; returns its output.
     pub fn verify(&self, id: &str, t: Ts) -> String {
+        self.verify_with(id, t, &[])
+    }
+
+    /// [`Cluster::verify`] with more `cdc verify` flags (e.g. `--enable-old-value false`).
+    pub fn verify_with(&self, id: &str, t: Ts, more: &[&str]) -> String {
         let out = Command::new(CDC)
             .args(["verify", "--upstream", &self.spec.upstream])
             .args([
@@ -328,6 +334,7 @@ impl Cluster {
                 "--ts",
                 &t.0.to_string(),
             ])
+            .args(more)
             .output()
             .expect("run cdc verify");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -353,6 +360,156 @@ impl Cluster {
             Err(_) => String::new(),
         }
     }
+
+    // ---- Helpers for the second half of the scenarios (wt-scen-b). ----
+
+    /// Starts one more capture whose `FAILPOINTS` is `failpoints` instead of the spec's (a
+    /// fault on one capture only); returns its index.
+    pub fn add_capture_with_failpoints(&mut self, failpoints: Option<&str>) -> usize {
+        let spec = std::mem::replace(&mut self.spec.failpoints, failpoints.map(str::to_owned));
+        let i = self.add_capture();
+        self.spec.failpoints = spec;
+        i
+    }
+
+    /// Capture `i`'s id, as `capture list` shows it (`None` while it is not registered).
+    pub fn capture_id(&self, i: usize) -> Option<String> {
+        let list = serde_json::from_slice::<Value>(&self.cli(&["capture", "list"]).stdout).ok()?;
+        let addr = &self.captures[i].addr;
+        let found = list.as_array()?.iter().find(|c| c["address"] == *addr)?;
+        Some(found["id"].as_str()?.to_owned())
+    }
+
+    /// The tables of changefeed `id` each capture holds, from `changefeed query`'s task
+    /// statuses (captures without a task status are absent).
+    pub fn tables_by_capture(&self, id: &str) -> BTreeMap<String, BTreeSet<i64>> {
+        let q = self.query(id);
+        let mut held = BTreeMap::new();
+        for task in q["task-status"].as_array().into_iter().flatten() {
+            let Some(capture) = task["capture-id"].as_str() else {
+                continue;
+            };
+            let tables = task["status"]["tables"]
+                .as_object()
+                .into_iter()
+                .flat_map(|t| t.keys().filter_map(|k| k.parse().ok()))
+                .collect();
+            held.insert(capture.to_owned(), tables);
+        }
+        held
+    }
+
+    /// `changefeed query -s -c ID`'s state (`""` while it does not answer).
+    pub fn state(&self, id: &str) -> String {
+        let out = self.cli(&["changefeed", "query", "-s", "-c", id]);
+        serde_json::from_slice::<Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v["state"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    /// Waits until changefeed `id`'s state is `state`.
+    pub async fn wait_state(&self, id: &str, state: &str, within: Duration) {
+        wait_until(within, &format!("{id} is {state}"), || async {
+            self.state(id) == state
+        })
+        .await;
+    }
+
+    /// A form-encoded POST to capture `i`'s API (TiCDC v5's `/capture/owner/...` routes):
+    /// the status code and the body.
+    pub async fn post_form(&self, i: usize, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+        let body = form
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&");
+        let resp = reqwest::Client::new()
+            .post(format!("http://{}{path}", self.captures[i].addr))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("POST to the capture's API");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap_or_default())
+    }
+
+    /// Writes `contents` to `name` in the cluster's dir (a changefeed `--config`, say);
+    /// returns its path.
+    pub fn write_file(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, contents).expect("write a file in the cluster dir");
+        path
+    }
+
+    /// Whether `id`'s file sink has a directory for demo table `t<table>`.
+    pub fn sink_has_table(&self, id: &str, table: i64) -> bool {
+        self.sink_root(id)
+            .join(id)
+            .join("demo")
+            .join(format!("t{table}"))
+            .is_dir()
+    }
+
+    /// Waits until `id`'s file sink has demo table `t<table>` (TiCDC's `check_table_exists`).
+    pub async fn wait_sink_table(&self, id: &str, table: i64, within: Duration) {
+        wait_until(
+            within,
+            &format!("{id}'s sink has table t{table}"),
+            || async { self.sink_has_table(id, table) },
+        )
+        .await;
+    }
+
+    /// Every canal-json message in `id`'s file sink, file by file in path order.
+    pub fn sink_messages(&self, id: &str) -> Vec<Value> {
+        let mut files = Vec::new();
+        let mut dirs = vec![self.sink_root(id).join(id)];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("CDC") && n.ends_with(".json"))
+                {
+                    files.push(path);
+                }
+            }
+        }
+        files.sort();
+        files
+            .iter()
+            .flat_map(|f| {
+                std::fs::read_to_string(f)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|l| serde_json::from_str(l).ok())
+                    .collect::<Vec<Value>>()
+            })
+            .collect()
+    }
+}
+
+/// Server TOML with fast owner and processor ticks, so scenarios move in tens of ms.
+pub const FAST_TICKS: &str = "owner-flush-interval = '50ms'\nprocessor-flush-interval = '50ms'\n";
+
+/// [`demo_upstream`] with scheduled DDL: each `(op, at_ms)` is `create:<id>` or `drop:<id>`
+/// (ids may be ranges `a-b`) at `at_ms` from now.
+pub fn demo_upstream_ddl(tables: u32, rate: u64, ddl: &[(&str, i64)]) -> String {
+    const HISTORY_MS: i64 = 60_000;
+    let start = now_ms().saturating_sub(HISTORY_MS as u64);
+    let ddl = ddl
+        .iter()
+        .map(|(op, at)| format!("{op}@{}ms", (HISTORY_MS + at).max(0)))
+        .collect::<Vec<_>>()
+        .join(",");
+    format!(
+        "demo://?tables={tables}&rows-per-second={rate}&key-space=200&seed=9&start={start}&retention=none&ddl={ddl}"
+    )
 }
 
 impl Drop for Cluster {

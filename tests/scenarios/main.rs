@@ -11,4 +11,24 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+// Scenarios that inject faults are built with the `failpoints` feature only (their tests are
+// gated too).
+
+mod batch_add_table;
+mod drop_many_tables;
+#[cfg(feature = "failpoints")]
+mod kill_owner_with_ddl;
+mod move_table;
 mod multi_capture;
+mod multi_changefeed;
+mod owner_remove_table_error;
+#[cfg(feature = "failpoints")]
+mod processor_err_chan;
+#[cfg(feature = "failpoints")]
+mod processor_panic;
+#[cfg(feature = "failpoints")]
+mod processor_stop_delay;
+#[cfg(feature = "failpoints")]
+mod sink_hang;
+#[cfg(feature = "failpoints")]
+mod sink_retry;

@@ -77,6 +77,28 @@ fn unknown_until_every_capture_holding_tables_has_reported() {
     assert!(compute(&c, Ts::MAX).is_some());
 }
 
+/// tests/scenarios/move_table.rs found this: a capture whose last table moved away keeps its
+/// last position, which no processor advances any more.
+#[test]
+fn a_capture_holding_nothing_does_not_hold_progress_back() {
+    let c = cf(&[
+        ("task/status/c1/cf", HOLDS_1),
+        (
+            "task/status/c2/cf",
+            r#"{"tables":{},"operation":{},"admin-job-type":0}"#,
+        ),
+        ("task/position/c1/cf", &pos(100, 150)),
+        ("task/position/c2/cf", &pos(40, 40)),
+    ]);
+    assert_eq!(
+        compute(&c, Ts::MAX),
+        Some(Progress {
+            resolved_ts: Ts(150),
+            checkpoint_ts: Ts(100)
+        })
+    );
+}
+
 #[test]
 fn the_checkpoint_never_goes_backwards_nor_passes_resolved() {
     // A new add op with an older boundary pulls resolved below the stored checkpoint (TiCDC v5
@@ -131,6 +153,7 @@ fn compute_by_lookup(cf: &ChangefeedState, barrier_ts: Ts) -> Option<Progress> {
     let mut resolved = barrier_ts;
     for (capture, status) in &cf.task_statuses {
         match cf.task_positions.get(capture) {
+            Some(_) if status.is_empty() => {}
             Some(p) => resolved = resolved.min(p.resolved_ts),
             None if !status.is_empty() => return None,
             None => {}
@@ -141,7 +164,7 @@ fn compute_by_lookup(cf: &ChangefeedState, barrier_ts: Ts) -> Option<Progress> {
     }
     let mut checkpoint = resolved;
     for (capture, p) in &cf.task_positions {
-        if cf.task_statuses.contains_key(capture) {
+        if cf.task_statuses.get(capture).is_some_and(|s| !s.is_empty()) {
             checkpoint = checkpoint.min(p.checkpoint_ts);
         }
     }
