@@ -11,4 +11,14 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod availability;
+mod capture_session_done_during_task;
+mod capture_suicide_while_balance_table;
+mod changefeed_auto_stop;
+mod changefeed_error;
+mod changefeed_finish;
+mod changefeed_pause_resume;
+mod changefeed_reconstruct;
+mod cli;
+mod gc_safepoint;
 mod multi_capture;
