@@ -57,6 +57,17 @@ async fn changefeed_reconstruct() {
         || async { cluster.processor_tables("recon", &id).is_empty() },
     )
     .await;
+    // Known rcdc bug (this test shows it): once the drop left the changefeed without tables,
+    // the processor's position stops moving (a processor holding no table reports nothing
+    // new) and the owner still takes it into the changefeed's resolved ts, so the
+    // checkpoint never reaches the CREATE TABLE and the new table is never scheduled.
+    let created = Ts::from_parts(epoch + 16_000, 0);
+    wait_until(
+        DEADLINE,
+        "the checkpoint of a changefeed left without tables passes the next CREATE TABLE",
+        || async { cluster.sink_checkpoint("recon") >= created },
+    )
+    .await;
     wait_until(
         DEADLINE,
         "the created table reaches the processor",
