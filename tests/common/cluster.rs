@@ -100,6 +100,9 @@ pub struct Cluster {
     pub spec: ClusterSpec,
     /// Every capture ever started, in order (dead ones included).
     pub captures: Vec<CaptureProc>,
+    /// `--pd` for captures and the CLI when not etcd itself (e.g. the PD stand-in's members
+    /// in front of it); set before adding captures.
+    pub pd_override: Option<String>,
 }
 
 impl Cluster {
@@ -116,6 +119,7 @@ impl Cluster {
             dir,
             spec,
             captures: Vec::new(),
+            pd_override: None,
         };
         for _ in 0..n {
             cluster.add_capture();
@@ -126,7 +130,9 @@ impl Cluster {
 
     /// The etcd endpoint (`--pd`).
     pub fn pd(&self) -> String {
-        self.etcd.client_url()
+        self.pd_override
+            .clone()
+            .unwrap_or_else(|| self.etcd.client_url())
     }
 
     /// Starts one more capture with a data dir of its own; returns its index.
@@ -511,6 +517,127 @@ pub fn demo_upstream_ddl(tables: u32, rate: u64, ddl: &[(&str, i64)]) -> String 
         "demo://?tables={tables}&rows-per-second={rate}&key-space=200&seed=9&start={start}&retention=none&ddl={ddl}"
     )
 }
+
+// Helpers for the scenarios of issue #16 item 1, second half (availability … gc_safepoint).
+impl Cluster {
+    /// Capture `i`'s id as `capture list` shows it (None while it is not registered).
+    pub fn capture_id(&self, i: usize) -> Option<String> {
+        let list = serde_json::from_slice::<Value>(&self.cli(&["capture", "list"]).stdout).ok()?;
+        let addr = &self.captures[i].addr;
+        list.as_array()?
+            .iter()
+            .find(|c| c["address"] == addr.as_str())?["id"]
+            .as_str()
+            .map(str::to_owned)
+    }
+
+    /// Waits until capture `i` is registered; returns its id.
+    pub async fn wait_capture_id(&self, i: usize) -> String {
+        wait_until(DEADLINE, &format!("capture {i} registered"), || async {
+            self.capture_id(i).is_some()
+        })
+        .await;
+        self.capture_id(i).unwrap_or_default()
+    }
+
+    /// How many captures `capture list` shows.
+    pub fn capture_count(&self) -> usize {
+        serde_json::from_slice::<Value>(&self.cli(&["capture", "list"]).stdout)
+            .ok()
+            .and_then(|v| v.as_array().map(Vec::len))
+            .unwrap_or(0)
+    }
+
+    /// Revokes the etcd lease of capture `i`'s session (TiCDC's scripts do it with `etcdctl
+    /// lease revoke` to end a session at once); returns the id it was registered under.
+    pub async fn revoke_session(&self, i: usize) -> String {
+        let store = self.etcd.store().await;
+        let prefix = format!("{}/capture/", self.spec.prefix);
+        let (kvs, _) = store.get_prefix(&prefix).await.expect("read captures");
+        let addr = &self.captures[i].addr;
+        let kv = kvs
+            .iter()
+            .find(|kv| {
+                serde_json::from_slice::<Value>(&kv.value)
+                    .is_ok_and(|v| v["address"] == addr.as_str())
+            })
+            .unwrap_or_else(|| panic!("capture {i} ({addr}) is not registered"));
+        store
+            .revoke_lease(kv.lease)
+            .await
+            .expect("revoke the capture's lease");
+        kv.key.trim_start_matches(&prefix).to_owned()
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, `TERM`, …) to capture `i`'s process.
+    pub fn signal(&self, i: usize, signal: &str) {
+        let pid = self.captures[i].child.id().to_string();
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{signal} capture {i} (pid {pid})");
+    }
+
+    /// `changefeed query -s -c ID`'s state (None while it does not answer).
+    pub fn state(&self, id: &str) -> Option<String> {
+        let out = self.cli(&["changefeed", "query", "-s", "-c", id]);
+        let v = serde_json::from_slice::<Value>(&out.stdout).ok()?;
+        v["state"].as_str().map(str::to_owned)
+    }
+
+    /// Waits until changefeed `id` is in `state`.
+    pub async fn wait_state(&self, id: &str, state: &str, within: Duration) {
+        wait_until(within, &format!("{id} is {state}"), || async {
+            self.state(id).as_deref() == Some(state)
+        })
+        .await;
+    }
+
+    /// How many changefeeds `changefeed list` shows (removed ones are not).
+    pub fn changefeed_count(&self) -> usize {
+        self.cli_ok(&["changefeed", "list"])
+            .as_array()
+            .map_or(0, Vec::len)
+    }
+
+    /// The tables capture `capture_id` holds for changefeed `cf` (`processor query`'s
+    /// `status.tables` keys; empty while it holds none or does not answer).
+    pub fn processor_tables(&self, cf: &str, capture_id: &str) -> Vec<i64> {
+        let out = self.cli(&["processor", "query", "-c", cf, "-p", capture_id]);
+        serde_json::from_slice::<Value>(&out.stdout)
+            .ok()
+            .and_then(|v| {
+                v["status"]["tables"]
+                    .as_object()
+                    .map(|t| t.keys().filter_map(|k| k.parse().ok()).collect())
+            })
+            .unwrap_or_default()
+    }
+
+    /// Capture `i`'s HTTP API base URL.
+    pub fn api(&self, i: usize) -> String {
+        format!("http://{}", self.captures[i].addr)
+    }
+}
+
+/// A `demo://` upstream like [`demo_upstream`] whose epoch is `start_ms` (DDL offsets count
+/// from it), with `ddl` (the URI's `ddl=` value) if not empty.
+pub fn demo_upstream_at(start_ms: u64, tables: u32, rate: u64, ddl: &str) -> String {
+    let mut uri = format!(
+        "demo://?tables={tables}&rows-per-second={rate}&key-space=200&seed=9&start={start_ms}&retention=none"
+    );
+    if !ddl.is_empty() {
+        uri.push_str("&ddl=");
+        uri.push_str(ddl);
+    }
+    uri
+}
+
+/// Server TOML for fast scenarios: short owner and processor flush intervals and the
+/// shortest capture session TTL rcdc accepts (5 s), so a lost capture is noticed quickly.
+pub const FAST_TOML: &str =
+    "owner-flush-interval = '50ms'\nprocessor-flush-interval = '50ms'\ncapture-session-ttl = 5\n";
 
 impl Drop for Cluster {
     fn drop(&mut self) {

@@ -14,8 +14,18 @@ mod common;
 // Scenarios that inject faults are built with the `failpoints` feature only (their tests are
 // gated too).
 
+mod availability;
 mod batch_add_table;
+mod capture_session_done_during_task;
+mod capture_suicide_while_balance_table;
+mod changefeed_auto_stop;
+mod changefeed_error;
+mod changefeed_finish;
+mod changefeed_pause_resume;
+mod changefeed_reconstruct;
+mod cli;
 mod drop_many_tables;
+mod gc_safepoint;
 #[cfg(feature = "failpoints")]
 mod kill_owner_with_ddl;
 mod move_table;
