@@ -39,10 +39,7 @@ pub fn ts_from_now(offset_ms: i64) -> Ts {
 /// A `demo://` upstream of `tables` tables at `rate` rows/s each, history from a minute ago,
 /// kept forever (so a late `cdc verify` still has its oracle's snapshot).
 pub fn demo_upstream(tables: u32, rate: u64) -> String {
-    format!(
-        "demo://?tables={tables}&rows-per-second={rate}&key-space=200&seed=9&start={}&retention=none",
-        now_ms() - 60_000
-    )
+    demo_upstream_at(now_ms() - 60_000, tables, rate, "")
 }
 
 /// How a [`Cluster`] starts.
@@ -378,14 +375,6 @@ impl Cluster {
         i
     }
 
-    /// Capture `i`'s id, as `capture list` shows it (`None` while it is not registered).
-    pub fn capture_id(&self, i: usize) -> Option<String> {
-        let list = serde_json::from_slice::<Value>(&self.cli(&["capture", "list"]).stdout).ok()?;
-        let addr = &self.captures[i].addr;
-        let found = list.as_array()?.iter().find(|c| c["address"] == *addr)?;
-        Some(found["id"].as_str()?.to_owned())
-    }
-
     /// The tables of changefeed `id` each capture holds, from `changefeed query`'s task
     /// statuses (captures without a task status are absent).
     pub fn tables_by_capture(&self, id: &str) -> BTreeMap<String, BTreeSet<i64>> {
@@ -403,23 +392,6 @@ impl Cluster {
             held.insert(capture.to_owned(), tables);
         }
         held
-    }
-
-    /// `changefeed query -s -c ID`'s state (`""` while it does not answer).
-    pub fn state(&self, id: &str) -> String {
-        let out = self.cli(&["changefeed", "query", "-s", "-c", id]);
-        serde_json::from_slice::<Value>(&out.stdout)
-            .ok()
-            .and_then(|v| v["state"].as_str().map(str::to_owned))
-            .unwrap_or_default()
-    }
-
-    /// Waits until changefeed `id`'s state is `state`.
-    pub async fn wait_state(&self, id: &str, state: &str, within: Duration) {
-        wait_until(within, &format!("{id} is {state}"), || async {
-            self.state(id) == state
-        })
-        .await;
     }
 
     /// A form-encoded POST to capture `i`'s API (TiCDC v5's `/capture/owner/...` routes):
@@ -507,14 +479,16 @@ pub const FAST_TICKS: &str = "owner-flush-interval = '50ms'\nprocessor-flush-int
 /// (ids may be ranges `a-b`) at `at_ms` from now.
 pub fn demo_upstream_ddl(tables: u32, rate: u64, ddl: &[(&str, i64)]) -> String {
     const HISTORY_MS: i64 = 60_000;
-    let start = now_ms().saturating_sub(HISTORY_MS as u64);
     let ddl = ddl
         .iter()
         .map(|(op, at)| format!("{op}@{}ms", (HISTORY_MS + at).max(0)))
         .collect::<Vec<_>>()
         .join(",");
-    format!(
-        "demo://?tables={tables}&rows-per-second={rate}&key-space=200&seed=9&start={start}&retention=none&ddl={ddl}"
+    demo_upstream_at(
+        now_ms().saturating_sub(HISTORY_MS as u64),
+        tables,
+        rate,
+        &ddl,
     )
 }
 
