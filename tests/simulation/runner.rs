@@ -18,16 +18,20 @@ pub fn threads() -> usize {
         .unwrap_or(1)
 }
 
-/// Runs `run(seed)` for every seed in `0..seeds` on `threads` threads and sums what it
-/// returns. Panics with the first failing seed's panic.
-pub fn run_all(seeds: u64, threads: usize, run: impl Fn(u64) -> usize + Sync) -> usize {
-    let next = AtomicU64::new(0);
+/// Runs `run(seed)` for every seed in `seeds` on `threads` threads and sums what it returns.
+/// Panics with the first failing seed's panic.
+pub fn run_all(
+    seeds: std::ops::Range<u64>,
+    threads: usize,
+    run: impl Fn(u64) -> usize + Sync,
+) -> usize {
+    let next = AtomicU64::new(seeds.start);
     let failed = AtomicBool::new(false);
     let total = AtomicUsize::new(0);
     let worker = || {
         while !failed.load(Ordering::SeqCst) {
             let seed = next.fetch_add(1, Ordering::SeqCst);
-            if seed >= seeds {
+            if seed >= seeds.end {
                 break;
             }
             match catch_unwind(AssertUnwindSafe(|| run(seed))) {
@@ -56,7 +60,7 @@ pub fn run_all(seeds: u64, threads: usize, run: impl Fn(u64) -> usize + Sync) ->
 #[test]
 fn every_seed_runs_once_across_threads() {
     let seen = parking_lot::Mutex::new(std::collections::BTreeSet::new());
-    let total = run_all(500, 3, |seed| {
+    let total = run_all(0..500, 3, |seed| {
         assert!(seen.lock().insert(seed), "seed {seed} ran twice");
         usize::try_from(seed).unwrap_or(usize::MAX)
     });
@@ -72,7 +76,7 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 fn a_failing_seed_stops_the_run() {
     let ran = AtomicU64::new(0);
     let panic = catch_unwind(AssertUnwindSafe(|| {
-        run_all(1_000, 1, |seed| {
+        run_all(0..1_000, 1, |seed| {
             ran.fetch_add(1, Ordering::SeqCst);
             assert_ne!(seed, 7, "seed 7 breaks an invariant");
             1
@@ -92,7 +96,7 @@ fn a_failing_seed_on_another_thread_is_raised_as_it_was() {
     // How many seeds the other thread finishes meanwhile depends on the panic hook's speed
     // (a backtrace takes long), so only the raised panic is checked.
     let panic = catch_unwind(AssertUnwindSafe(|| {
-        run_all(1_000, 2, |seed| {
+        run_all(0..1_000, 2, |seed| {
             assert_ne!(seed, 7, "seed 7 breaks an invariant");
             1
         })
