@@ -2,19 +2,26 @@
 //!
 //! Several captures may share one sort dir (one machine, one `--data-dir`), so each process
 //! spills into a directory of its own, `<sort-dir>/rcdc-<pid>-<n>/`, and holds an exclusive
-//! lock on its `LOCK` file for as long as it lives. The kernel drops the lock when the process
-//! dies, however it dies; so at start a directory whose lock can be taken belongs to a process
-//! that is gone, and is removed (TiCDC's `UnifiedSorterCleanUp`, made safe for neighbours). A
-//! clean exit removes the process's own directory.
+//! lock on the file `<sort-dir>/rcdc-<pid>-<n>.lock` beside it for as long as it lives. The
+//! kernel drops the lock when the process dies, however it dies; so at start a lock that can
+//! be taken belongs to a process that is gone, and its directory is removed (TiCDC's
+//! `UnifiedSorterCleanUp`, made safe for neighbours). A clean exit removes the process's own.
+//!
+//! Captures start together, and clean together: the lock is taken before the directory is
+//! made (so no cleaner sees a new directory unlocked), a cleaner removes the directory before
+//! the lock file, and one that locked a lock file checks that the path still names that file
+//! (another cleaner may have removed it, and a new process made a new one under the name).
+//! Whatever vanishes meanwhile was removed by someone else, and is not an error.
 
 use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::io::{self, ErrorKind};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The prefix of a process directory.
-const PROCESS_DIR_PREFIX: &str = "rcdc-";
-const LOCK_FILE: &str = "LOCK";
+/// The prefix of a process directory and of its lock file.
+const PROCESS_PREFIX: &str = "rcdc-";
+const LOCK_SUFFIX: &str = ".lock";
 const MAX_OWN_ATTEMPTS: u32 = 1000;
 
 /// The sort dir could not be prepared.
@@ -50,6 +57,7 @@ pub struct Cleaned {
 pub struct SortDir {
     root: PathBuf,
     own: PathBuf,
+    lock_path: PathBuf,
     /// Held for the process's life: the lock is the "still alive" mark.
     _lock: File,
     next_file: AtomicU64,
@@ -64,34 +72,47 @@ impl SortDir {
         fs::create_dir_all(root).map_err(err(root))?;
         let cleaned = clean_stale(root)?;
         let pid = std::process::id();
-        // A pid can be reused by a later process whose predecessor still runs in another pid
-        // namespace: count up to a free name.
+        // A pid is reused by later processes: count up to a free name.
         for n in 0..MAX_OWN_ATTEMPTS {
-            let own = root.join(format!("{PROCESS_DIR_PREFIX}{pid}-{n}"));
+            let name = format!("{PROCESS_PREFIX}{pid}-{n}");
+            let lock_path = root.join(format!("{name}{LOCK_SUFFIX}"));
+            let lock = match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&lock_path)
+            {
+                Ok(lock) => lock,
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(err(&lock_path)(e)),
+            };
+            lock.try_lock().map_err(|e| SortDirError {
+                path: lock_path.clone(),
+                source: io::Error::other(e.to_string()),
+            })?;
+            let own = root.join(&name);
             match fs::create_dir(&own) {
-                Ok(()) => {
-                    let lock = lock_file(&own)?;
-                    lock.try_lock().map_err(|e| SortDirError {
-                        path: own.join(LOCK_FILE),
-                        source: io::Error::other(e.to_string()),
-                    })?;
-                    let dir = SortDir {
-                        root: root.to_path_buf(),
-                        own,
-                        _lock: lock,
-                        next_file: AtomicU64::new(0),
-                        on_disk: AtomicU64::new(0),
-                    };
-                    return Ok((dir, cleaned));
+                Ok(()) => {}
+                // A dead namesake's directory whose lock file a cleaner already removed.
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                    fs::remove_dir_all(&own).map_err(err(&own))?;
+                    fs::create_dir(&own).map_err(err(&own))?;
                 }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(err(&own)(e)),
             }
+            let dir = SortDir {
+                root: root.to_path_buf(),
+                own,
+                lock_path,
+                _lock: lock,
+                next_file: AtomicU64::new(0),
+                on_disk: AtomicU64::new(0),
+            };
+            return Ok((dir, cleaned));
         }
         Err(SortDirError {
             path: root.to_path_buf(),
             source: io::Error::other(format!(
-                "{MAX_OWN_ATTEMPTS} live process directories already carry this pid ({pid})"
+                "{MAX_OWN_ATTEMPTS} lock files already carry this pid ({pid})"
             )),
         })
     }
@@ -128,43 +149,36 @@ impl SortDir {
         self.on_disk.load(Ordering::Relaxed)
     }
 
-    /// Removes this process's directory (a clean exit); returns the bytes it still held.
+    /// Removes this process's directory, then its lock file (a clean exit); returns the bytes
+    /// the directory still held.
     pub fn remove_own(&self) -> Result<u64, SortDirError> {
-        let (_, bytes) = dir_size(&self.own).map_err(err(&self.own))?;
-        fs::remove_dir_all(&self.own).map_err(err(&self.own))?;
+        let (_, bytes) = remove_tree(&self.own).map_err(err(&self.own))?;
+        remove_if_present(&self.lock_path).map_err(err(&self.lock_path))?;
         Ok(bytes)
     }
 }
 
-fn lock_file(dir: &Path) -> Result<File, SortDirError> {
-    let path = dir.join(LOCK_FILE);
-    OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(err(&path))
-}
-
-/// Removes every process directory in `root` whose lock is free (its process is gone).
+/// Removes the directory of every lock file in `root` that can be locked (its process is
+/// gone), then the lock file.
 fn clean_stale(root: &Path) -> Result<Cleaned, SortDirError> {
     let mut cleaned = Cleaned::default();
     for entry in fs::read_dir(root).map_err(err(root))? {
         let entry = entry.map_err(err(root))?;
-        let path = entry.path();
-        let is_ours = entry
-            .file_name()
+        let file_name = entry.file_name();
+        let Some(name) = file_name
             .to_str()
-            .is_some_and(|n| n.starts_with(PROCESS_DIR_PREFIX));
-        if !is_ours || !entry.file_type().map_err(err(&path))?.is_dir() {
-            continue; // not ours to remove
-        }
-        let lock = lock_file(&path)?;
-        if lock.try_lock().is_err() {
-            continue; // a live process holds it
-        }
-        let (files, bytes) = dir_size(&path).map_err(err(&path))?;
-        fs::remove_dir_all(&path).map_err(err(&path))?;
+            .filter(|n| n.starts_with(PROCESS_PREFIX))
+            .and_then(|n| n.strip_suffix(LOCK_SUFFIX))
+        else {
+            continue; // not a lock file of ours
+        };
+        let lock_path = entry.path();
+        let Some(_held) = lock_if_dead(&lock_path).map_err(err(&lock_path))? else {
+            continue; // alive, or another cleaner has it
+        };
+        let dir = root.join(name);
+        let (files, bytes) = remove_tree(&dir).map_err(err(&dir))?;
+        remove_if_present(&lock_path).map_err(err(&lock_path))?;
         cleaned.dirs += 1;
         cleaned.files += files;
         cleaned.bytes += bytes;
@@ -172,26 +186,73 @@ fn clean_stale(root: &Path) -> Result<Cleaned, SortDirError> {
     Ok(cleaned)
 }
 
-/// Files (other than the lock) and their bytes in a process directory (flat).
-fn dir_size(dir: &Path) -> io::Result<(u64, u64)> {
+/// The lock of a dead process, held: `None` if its process lives, another cleaner holds it,
+/// or it is gone or replaced under its name.
+fn lock_if_dead(path: &Path) -> io::Result<Option<File>> {
+    let file = match OpenOptions::new().write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if file.try_lock().is_err() {
+        return Ok(None);
+    }
+    let held = file.metadata()?;
+    match fs::metadata(path) {
+        Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => Ok(Some(file)),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes a (flat) process directory; returns the files and bytes it held. Absent is fine.
+fn remove_tree(dir: &Path) -> io::Result<(u64, u64)> {
     let (mut files, mut bytes) = (0, 0);
-    for entry in fs::read_dir(dir)? {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok((0, 0)),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
         let entry = entry?;
-        if entry.file_name() == LOCK_FILE {
-            continue;
-        }
-        let meta = entry.metadata()?;
-        if meta.is_file() {
-            files += 1;
-            bytes += meta.len();
+        match entry.metadata() {
+            Ok(meta) if meta.is_file() => {
+                files += 1;
+                bytes += meta.len();
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
         }
     }
-    Ok((files, bytes))
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
+        _ => Ok((files, bytes)),
+    }
+}
+
+fn remove_if_present(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A dead process's leftovers: its lock file (nobody holds it) and its directory.
+    fn dead(root: &Path, name: &str, runs: &[usize]) -> PathBuf {
+        let dir = root.join(name);
+        fs::create_dir(&dir).expect("mkdir");
+        fs::write(root.join(format!("{name}{LOCK_SUFFIX}")), b"").expect("lock");
+        for (i, len) in runs.iter().enumerate() {
+            fs::write(dir.join(format!("cf-7-{i}.run")), vec![0u8; *len]).expect("run");
+        }
+        dir
+    }
 
     #[test]
     fn a_live_directory_is_kept_and_a_dead_one_removed() {
@@ -200,12 +261,7 @@ mod tests {
         assert_eq!(cleaned, Cleaned::default());
         fs::write(live.run_path("cf-1"), b"0123456789").expect("write");
 
-        // A dead process's directory: its lock file exists but nobody holds it.
-        let dead = tmp.path().join("rcdc-999999-0");
-        fs::create_dir(&dead).expect("mkdir");
-        fs::write(dead.join(LOCK_FILE), b"").expect("lock");
-        fs::write(dead.join("cf-7-0.run"), vec![0u8; 4096]).expect("run");
-        fs::write(dead.join("cf-7-1.run"), vec![0u8; 100]).expect("run");
+        let gone = dead(tmp.path(), "rcdc-999999-0", &[4096, 100]);
         // Not ours: left alone.
         fs::write(tmp.path().join("unrelated"), b"x").expect("write");
 
@@ -218,13 +274,42 @@ mod tests {
                 bytes: 4196
             }
         );
-        assert!(!dead.exists());
+        assert!(!gone.exists());
+        assert!(!tmp.path().join("rcdc-999999-0.lock").exists());
         assert!(live.own().exists(), "a live process's files stay");
         assert!(tmp.path().join("unrelated").exists());
         assert_ne!(live.own(), second.own());
 
         assert_eq!(live.remove_own().expect("remove"), 10);
         assert!(!live.own().exists());
+        assert!(!live.lock_path.exists());
+    }
+
+    /// Captures start together on one data dir (the CI failure that found this: three
+    /// `cdc server`s racing to clean the same dead directories, one failing to start).
+    #[test]
+    fn processes_opening_together_all_start_and_clean_each_dead_directory_once() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        for n in 0..20 {
+            dead(tmp.path(), &format!("rcdc-88888{n}-0"), &[1000, 24]);
+        }
+        let root = tmp.path().to_path_buf();
+        let opened: Vec<(SortDir, Cleaned)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| SortDir::open(&root).expect("every opener starts")))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("no panic"))
+                .collect()
+        });
+        let total: u64 = opened.iter().map(|(_, c)| c.dirs).sum();
+        let bytes: u64 = opened.iter().map(|(_, c)| c.bytes).sum();
+        assert_eq!((total, bytes), (20, 20 * 1024), "each dead directory once");
+        let names: std::collections::BTreeSet<_> =
+            opened.iter().map(|(d, _)| d.own().to_path_buf()).collect();
+        assert_eq!(names.len(), 8, "each opener has its own directory");
+        assert!(opened.iter().all(|(d, _)| d.own().is_dir()));
     }
 
     #[test]
