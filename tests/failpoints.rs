@@ -10,78 +10,30 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::process::Command;
+use std::time::Duration;
 
-use common::procs::{free_port, Servers};
-use common::*;
+use common::cluster::{now_ms, ts_from_now, Cluster, ClusterSpec, CDC};
+use common::wait_until;
 use rcdc::failpoints::POINTS;
-use rcdc_reactor::store::MetaStore;
-use rcdc_reactor::testing::EtcdHarness;
 use rcdc_state::Ts;
 use serde_json::Value;
 
-const CDC: &str = env!("CARGO_BIN_EXE_cdc");
-const PREFIX: &str = "/t/failpoints";
 /// Recovery includes the processor's and the owner's backoffs (1 s, 2 s, 4 s ...).
 const RECOVERY: Duration = Duration::from_secs(60);
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+/// One capture with `FAILPOINTS`, on a demo upstream of `tables` tables, under `prefix`.
+async fn cluster(prefix: &str, tables: u32, failpoints: &str) -> Cluster {
+    let mut spec = ClusterSpec::new(1, demo(tables), prefix);
+    spec.failpoints = Some(failpoints.to_owned());
+    Cluster::start(spec).await
 }
 
-/// One `cdc server` with `FAILPOINTS`, logging at info to `<dir>/capture.log`.
-fn server(pd: &str, upstream: &str, failpoints: &str, dir: &Path) -> Child {
-    server_with(pd, upstream, failpoints, dir, &[])
-}
-
-/// [`server`] with more arguments.
-fn server_with(pd: &str, upstream: &str, failpoints: &str, dir: &Path, more: &[&str]) -> Child {
-    let log = std::fs::File::create(dir.join("capture.log")).expect("log file");
-    Command::new(CDC)
-        .args([
-            "server",
-            "--pd",
-            pd,
-            "--addr",
-            &format!("127.0.0.1:{}", free_port()),
-            "--cluster-prefix",
-            PREFIX,
-            "--upstream",
-            upstream,
-            "--log-level",
-            "info",
-        ])
-        .args(more)
-        .env("FAILPOINTS", failpoints)
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("spawn cdc server")
-}
-
-fn log(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("capture.log")).unwrap_or_default()
-}
-
-fn cdc(args: &[&str]) -> Output {
-    Command::new(CDC).args(args).output().expect("run cdc")
-}
-
-fn cli(pd: &str, args: &[&str]) -> Output {
-    let mut all = vec!["cli", "--pd", pd, "--cluster-prefix", PREFIX];
-    all.extend_from_slice(args);
-    cdc(&all)
-}
-
-/// `changefeed query` as JSON (Null while it does not answer).
-fn query(pd: &str, id: &str) -> Value {
-    let out = cli(pd, &["changefeed", "query", "-c", id]);
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+fn demo(tables: u32) -> String {
+    format!(
+        "demo://?tables={tables}&rows-per-second=50&key-space=100&seed=7&start={}&retention=none",
+        now_ms() - 60_000
+    )
 }
 
 fn checkpoint(q: &Value) -> Ts {
@@ -93,70 +45,9 @@ fn last_error(q: &Value) -> Option<String> {
     q["info"]["error"]["message"].as_str().map(str::to_owned)
 }
 
-async fn wait_registered(etcd: &EtcdHarness) {
-    let store = etcd.store().await;
-    wait_until(DEADLINE, "the capture registered", || async {
-        store
-            .get_prefix(&format!("{PREFIX}/capture/"))
-            .await
-            .map(|(kvs, _)| kvs.len() == 1)
-            .unwrap_or(false)
-    })
-    .await;
-}
-
-fn create(pd: &str, id: &str, sink: &str, start: Ts) {
-    let out = cli(
-        pd,
-        &[
-            "changefeed",
-            "create",
-            "-c",
-            id,
-            "--sink-uri",
-            sink,
-            "--start-ts",
-            &start.0.to_string(),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "create {id}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The checkpoint the owner recorded in the file sink (`<root>/<changefeed>/metadata`), which
-/// `cdc verify` needs; it follows the status checkpoint by a flush interval.
-fn sink_checkpoint(root: &Path, id: &str) -> Ts {
-    std::fs::read_to_string(root.join(id).join("metadata"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-        .and_then(|v| v["checkpoint-ts"].as_u64())
-        .map_or(Ts(0), Ts)
-}
-
-/// `cdc verify` at `t`: 0 mismatches over `tables` tables.
-fn verify(upstream: &str, sink: &str, t: Ts, tables: usize) {
-    let out = cdc(&[
-        "verify",
-        "--upstream",
-        upstream,
-        "--sink-uri",
-        sink,
-        "--ts",
-        &t.0.to_string(),
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "verify {sink} at {t:?}:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains(&format!("verified at ts {}: 0 mismatches", t.0)),
-        "{stdout}"
-    );
+/// `cdc verify` of `id` at `t`: 0 mismatches over `tables` tables.
+fn verify(cluster: &Cluster, id: &str, t: Ts, tables: usize) {
+    let stdout = cluster.verify(id, t);
     assert_eq!(
         stdout.lines().filter(|l| l.starts_with("table ")).count(),
         tables,
@@ -164,30 +55,25 @@ fn verify(upstream: &str, sink: &str, t: Ts, tables: usize) {
     );
 }
 
-fn demo(tables: u32) -> String {
-    format!(
-        "demo://?tables={tables}&rows-per-second=50&key-space=100&seed=7&start={}&retention=none",
-        now_ms() - 60_000
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failpoint_build_lists_every_point_at_start() {
-    let etcd = EtcdHarness::start().await;
-    let dir = tempfile::tempdir().expect("dir");
-    let _servers = Servers(vec![server(
-        &etcd.client_url(),
-        &demo(1),
+    let cluster = cluster(
+        "/t/failpoints/list",
+        1,
         "sink-flush=2*return(disk gone);owner-ddl=off",
-        dir.path(),
-    )]);
-    wait_until(DEADLINE, "the start log lists every failpoint", || async {
-        POINTS
-            .iter()
-            .all(|p| log(dir.path()).contains(&format!("failpoint {p}: ")))
-    })
+    )
     .await;
-    let log = log(dir.path());
+    wait_until(
+        Duration::from_secs(30),
+        "the start log lists every failpoint",
+        || async {
+            POINTS
+                .iter()
+                .all(|p| cluster.log(0).contains(&format!("failpoint {p}: ")))
+        },
+    )
+    .await;
+    let log = cluster.log(0);
     assert!(
         log.contains("failpoint sink-flush: 2*return(disk gone)"),
         "{log}"
@@ -220,61 +106,40 @@ fn a_bad_failpoints_value_is_one_error_line() {
 /// restarts it; the capture keeps running and both changefeeds verify clean.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipeline_panic_restarts_only_its_changefeed() {
-    let etcd = EtcdHarness::start().await;
-    let pd = etcd.client_url();
-    let dir = tempfile::tempdir().expect("dir");
-    let upstream = demo(2);
-    let mut servers = Servers(vec![server(
-        &pd,
-        &upstream,
-        "pipeline-panic=1*panic(boom)",
-        dir.path(),
-    )]);
-    wait_registered(&etcd).await;
-    let start = Ts::from_parts(now_ms(), 0);
-    let sinks: Vec<(&str, String)> = ["panic-a", "panic-b"]
-        .into_iter()
-        .map(|id| {
-            let sink = format!(
-                "file://{}/{id}?protocol=canal-json&enable-tidb-extension=true",
-                dir.path().display()
-            );
-            create(&pd, id, &sink, start);
-            (id, sink)
-        })
-        .collect();
+    let mut cluster = cluster("/t/failpoints/panic", 2, "pipeline-panic=1*panic(boom)").await;
+    let start = ts_from_now(0);
+    let ids = ["panic-a", "panic-b"];
+    for id in ids {
+        cluster.create(id, start, &[]);
+    }
 
-    let t = Ts::from_parts(now_ms() + 3_000, 0);
+    let t = ts_from_now(3_000);
     wait_until(
         RECOVERY,
         "both changefeeds pass T in their sinks",
-        || async {
-            sinks
-                .iter()
-                .all(|(id, _)| sink_checkpoint(&dir.path().join(id), id) >= t)
-        },
+        || async { ids.iter().all(|id| cluster.sink_checkpoint(id) >= t) },
     )
     .await;
     assert!(
-        matches!(servers.0[0].try_wait(), Ok(None)),
+        cluster.is_running(0),
         "the capture must survive the panic:\n{}",
-        log(dir.path())
+        cluster.log(0)
     );
     assert!(
-        log(dir.path()).contains("boom"),
+        cluster.log(0).contains("boom"),
         "the point fired:\n{}",
-        log(dir.path())
+        cluster.log(0)
     );
-    let errored: Vec<&str> = sinks
+    let errored: Vec<&str> = ids
         .iter()
-        .filter(|(id, _)| last_error(&query(&pd, id)).is_some_and(|m| m.contains("boom")))
-        .map(|(id, _)| *id)
+        .filter(|id| last_error(&cluster.query(id)).is_some_and(|m| m.contains("boom")))
+        .copied()
         .collect();
     assert_eq!(errored.len(), 1, "exactly one changefeed saw the panic");
-    for (id, sink) in &sinks {
-        let q = query(&pd, id);
+    for id in ids {
+        let q = cluster.query(id);
         assert_eq!(q["info"]["state"], "normal", "{id}: {q}");
-        verify(&upstream, sink, t, 2);
+        verify(&cluster, id, t, 2);
     }
 }
 
@@ -282,48 +147,33 @@ async fn a_pipeline_panic_restarts_only_its_changefeed() {
 /// backs off, retries, and replicates again; nothing is lost or duplicated at T.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sink_write_failures_back_off_and_recover() {
-    let etcd = EtcdHarness::start().await;
-    let pd = etcd.client_url();
-    let dir = tempfile::tempdir().expect("dir");
-    let upstream = demo(2);
-    let _servers = Servers(vec![server(
-        &pd,
-        &upstream,
-        "sink-write=3*return(sink down)",
-        dir.path(),
-    )]);
-    wait_registered(&etcd).await;
-    let sink = format!(
-        "file://{}/retry?protocol=canal-json&enable-tidb-extension=true",
-        dir.path().display()
-    );
-    let start = Ts::from_parts(now_ms(), 0);
-    create(&pd, "retry", &sink, start);
+    let cluster = cluster("/t/failpoints/retry", 2, "sink-write=3*return(sink down)").await;
+    cluster.create("retry", ts_from_now(0), &[]);
 
     wait_until(
         RECOVERY,
         "the changefeed records the sink error",
         || async {
-            last_error(&query(&pd, "retry")).is_some_and(|m| m.contains("failpoint sink-write"))
+            last_error(&cluster.query("retry")).is_some_and(|m| m.contains("failpoint sink-write"))
         },
     )
     .await;
-    let t = Ts::from_parts(now_ms() + 3_000, 0);
+    let t = ts_from_now(3_000);
     wait_until(RECOVERY, "the changefeed recovers past T", || async {
-        let q = query(&pd, "retry");
+        let q = cluster.query("retry");
         q["info"]["state"] == "normal"
             && checkpoint(&q) >= t
-            && sink_checkpoint(&dir.path().join("retry"), "retry") >= t
+            && cluster.sink_checkpoint("retry") >= t
     })
     .await;
-    let q = query(&pd, "retry");
+    let q = cluster.query("retry");
     let rounds = q["info"]["history"].as_array().map_or(0, Vec::len);
     println!(
         "sink-write failed in {rounds} error round(s): {}",
         q["info"]["error"]
     );
     assert!((1..=3).contains(&rounds), "one to three error rounds: {q}");
-    verify(&upstream, &sink, t, 2);
+    verify(&cluster, "retry", t, 2);
 }
 
 /// Control-plane faults: the first etcd txn (the capture's registration) fails as if its
@@ -333,34 +183,22 @@ async fn sink_write_failures_back_off_and_recover() {
 /// replicates and verifies clean.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_txn_and_owner_ddl_failures_are_retried() {
-    let etcd = EtcdHarness::start().await;
-    let pd = etcd.client_url();
-    let dir = tempfile::tempdir().expect("dir");
-    let upstream = demo(1);
-    let _servers = Servers(vec![server(
-        &pd,
-        &upstream,
+    let cluster = cluster(
+        "/t/failpoints/ctl",
+        1,
         "etcd-txn=1*return(indeterminate);owner-ddl=2*return(ddl lookup down)",
-        dir.path(),
-    )]);
-    wait_registered(&etcd).await;
-    let sink = format!(
-        "file://{}/ctl?protocol=canal-json&enable-tidb-extension=true",
-        dir.path().display()
-    );
-    create(&pd, "ctl", &sink, Ts::from_parts(now_ms(), 0));
-    let t = Ts::from_parts(now_ms() + 3_000, 0);
-    wait_until(RECOVERY, "the changefeed passes T in its sink", || async {
-        sink_checkpoint(&dir.path().join("ctl"), "ctl") >= t
-    })
+    )
     .await;
-    let log = log(dir.path());
+    cluster.create("ctl", ts_from_now(0), &[]);
+    let t = ts_from_now(3_000);
+    cluster.wait_sink_checkpoint("ctl", t, RECOVERY).await;
+    let log = cluster.log(0);
     assert!(log.contains("failpoint etcd-txn"), "{log}");
     assert!(
         log.contains("failpoint owner-ddl: ddl lookup down"),
         "{log}"
     );
-    verify(&upstream, &sink, t, 1);
+    verify(&cluster, "ctl", t, 1);
 }
 
 /// The sorter's disk faults (issue #14): its first spill write finds the disk full, and a
@@ -369,48 +207,34 @@ async fn etcd_txn_and_owner_ddl_failures_are_retried() {
 /// checkpoint, and nothing is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_sort_dir_and_a_corrupt_run_fail_the_table_and_lose_nothing() {
-    let etcd = EtcdHarness::start().await;
-    let pd = etcd.client_url();
-    let dir = tempfile::tempdir().expect("dir");
-    let data = dir.path().join("data");
-    let config = dir.path().join("cdc.toml");
-    // 6 MiB: a 1-second slice of 30,000 rows spills.
-    std::fs::write(&config, "per-table-memory-quota = 6291456\n").expect("config");
     let upstream = format!(
         "demo://?tables=1&rows-per-second=30000&key-space=50000&seed=3&start={}&retention=none",
         now_ms() - 60_000
     );
-    let (data_arg, config_arg) = (data.display().to_string(), config.display().to_string());
-    let _servers = Servers(vec![server_with(
-        &pd,
-        &upstream,
-        "sorter-spill-write=1*return(enospc);sorter-spill-read=1*return(bit flip)",
-        dir.path(),
-        &["--data-dir", &data_arg, "--config", &config_arg],
-    )]);
-    wait_registered(&etcd).await;
-    let sink = format!(
-        "file://{}/spill?protocol=canal-json&enable-tidb-extension=true",
-        dir.path().display()
-    );
-    create(&pd, "spill", &sink, Ts::from_parts(now_ms() - 10_000, 0));
-    let sort_dir = data.join("tmp").join("sorter");
+    let mut spec = ClusterSpec::new(1, upstream, "/t/failpoints/spill");
+    spec.failpoints =
+        Some("sorter-spill-write=1*return(enospc);sorter-spill-read=1*return(bit flip)".into());
+    // 6 MiB: a 1-second slice of 30,000 rows spills.
+    spec.config_toml = Some("per-table-memory-quota = 6291456\n".into());
+    let cluster = Cluster::start(spec).await;
+    cluster.create("spill", ts_from_now(-10_000), &[]);
+    let sort_dir = cluster.data_dir(0).join("tmp").join("sorter");
     wait_until(RECOVERY, "both faults fired", || async {
-        let log = log(dir.path());
+        let log = cluster.log(0);
         log.contains(&format!(
             "no space left for the sorter in {}/rcdc-",
             sort_dir.display()
         )) && log.contains("is corrupt at byte")
     })
     .await;
-    let t = Ts::from_parts(now_ms() + 2_000, 0);
+    let t = ts_from_now(2_000);
     wait_until(RECOVERY, "the changefeed recovers past T", || async {
-        let q = query(&pd, "spill");
-        q["info"]["state"] == "normal" && sink_checkpoint(&dir.path().join("spill"), "spill") >= t
+        let q = cluster.query("spill");
+        q["info"]["state"] == "normal" && cluster.sink_checkpoint("spill") >= t
     })
     .await;
-    let q = query(&pd, "spill");
+    let q = cluster.query("spill");
     let history = q["info"]["history"].as_array().map_or(0, Vec::len);
     assert!(history >= 1, "the faults were changefeed errors: {q}");
-    verify(&upstream, &sink, t, 1);
+    verify(&cluster, "spill", t, 1);
 }
