@@ -7,10 +7,11 @@
 //! be taken belongs to a process that is gone, and its directory is removed (TiCDC's
 //! `UnifiedSorterCleanUp`, made safe for neighbours). A clean exit removes the process's own.
 //!
-//! Captures start together, and clean together: the lock is taken before the directory is
-//! made (so no cleaner sees a new directory unlocked), a cleaner removes the directory before
-//! the lock file, and one that locked a lock file checks that the path still names that file
-//! (another cleaner may have removed it, and a new process made a new one under the name).
+//! Captures start together, and clean together: a lock file appears already locked (made
+//! under a temporary name, locked, then linked into place) and before its directory; a
+//! cleaner removes the directory before the lock file; and one that locked a lock file checks
+//! that the path still names that file (another cleaner may have removed it, and a new
+//! process made a new one under the name).
 //! Whatever vanishes meanwhile was removed by someone else, and is not an error.
 
 use std::fs::{self, File, OpenOptions};
@@ -76,19 +77,9 @@ impl SortDir {
         for n in 0..MAX_OWN_ATTEMPTS {
             let name = format!("{PROCESS_PREFIX}{pid}-{n}");
             let lock_path = root.join(format!("{name}{LOCK_SUFFIX}"));
-            let lock = match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&lock_path)
-            {
-                Ok(lock) => lock,
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(err(&lock_path)(e)),
+            let Some(lock) = publish_locked(&lock_path)? else {
+                continue; // the name is taken
             };
-            lock.try_lock().map_err(|e| SortDirError {
-                path: lock_path.clone(),
-                source: io::Error::other(e.to_string()),
-            })?;
             let own = root.join(&name);
             match fs::create_dir(&own) {
                 Ok(()) => {}
@@ -158,6 +149,45 @@ impl SortDir {
     }
 }
 
+/// Makes the lock file at `path` appear already locked: it is created and locked under a
+/// temporary name, then hard-linked into place (which, unlike a rename, never replaces an
+/// existing file). A cleaner that found the file between its creation and its lock would
+/// take it for a dead process's. `None` when the name is taken.
+fn publish_locked(path: &Path) -> Result<Option<File>, SortDirError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".new");
+    let tmp = PathBuf::from(tmp);
+    let lock = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&tmp)
+        .map_err(err(&tmp))?;
+    // Another thread of this process may be publishing the same name: the temporary file is
+    // ours only while we hold its lock and it is still the file under that name.
+    if lock.try_lock().is_err() || !names(&tmp, &lock).map_err(err(&tmp))? {
+        return Ok(None);
+    }
+    let linked = fs::hard_link(&tmp, path);
+    remove_if_present(&tmp).map_err(err(&tmp))?;
+    match linked {
+        Ok(()) if names(path, &lock).map_err(err(path))? => Ok(Some(lock)),
+        Ok(()) => Ok(None),
+        Err(e) if matches!(e.kind(), ErrorKind::AlreadyExists | ErrorKind::NotFound) => Ok(None),
+        Err(e) => Err(err(path)(e)),
+    }
+}
+
+/// Whether `path` names the file `file` has open (not a file made under the name since).
+fn names(path: &Path, file: &File) -> io::Result<bool> {
+    let held = file.metadata()?;
+    match fs::metadata(path) {
+        Ok(now) => Ok(now.ino() == held.ino() && now.dev() == held.dev()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Removes the directory of every lock file in `root` that can be locked (its process is
 /// gone), then the lock file.
 fn clean_stale(root: &Path) -> Result<Cleaned, SortDirError> {
@@ -194,16 +224,10 @@ fn lock_if_dead(path: &Path) -> io::Result<Option<File>> {
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    if file.try_lock().is_err() {
+    if file.try_lock().is_err() || !names(path, &file)? {
         return Ok(None);
     }
-    let held = file.metadata()?;
-    match fs::metadata(path) {
-        Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => Ok(Some(file)),
-        Ok(_) => Ok(None),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
+    Ok(Some(file))
 }
 
 /// Removes a (flat) process directory; returns the files and bytes it held. Absent is fine.
